@@ -1,0 +1,48 @@
+# Two commands matter: `make serve` and `make test`. Each installs what is missing first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+UV := .tools/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+CONFIG ?= configs/local.yaml
+STORE ?= models
+
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: serve test install models lock bench clean
+
+serve: install models
+	$(PY) -m serve_app run $(CONFIG)
+
+test: install models
+	$(PY) -m pytest
+
+install: $(INSTALLED)
+
+# uv, not pip: pip on some machines prefers a local CPU-only torch wheel that
+# breaks the index's torchvision/torchaudio (shared/OFFLINE_MODELS.md).
+$(UV):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION)
+
+$(INSTALLED): pyproject.toml requirements.lock | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip sync --python $(PY) requirements.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+# Idempotent: verifies what is in the store and builds only what is missing or bad.
+models: install
+	$(PY) -m serve_app build-tiny-models --store $(STORE)
+
+# Re-resolve the full pin set from pyproject.toml (whisperx's overrides live there).
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --no-header --no-annotate -o requirements.lock
+
+bench: install models
+	$(PY) benchmarks/chat_latency.py
+
+clean:
+	rm -rf $(VENV) .tools data .pytest_cache

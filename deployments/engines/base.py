@@ -1,0 +1,114 @@
+"""The one small protocol every LLM engine implements.
+
+The LLM deployment tokenizes and validates a request once, then hands the
+engine token ids and engine-neutral sampling settings; the engine streams back
+text deltas. Keeping tokenization outside the engine makes `usage` identical
+whichever engine runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Literal, Protocol
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class GenerationDelta:
+    text: str
+    new_tokens: int
+    finish_reason: FinishReason | None = None
+
+
+class Engine(Protocol):
+    name: str
+    max_model_len: int
+    tokenizer: Any  # a transformers PreTrainedTokenizerBase, shared by both engines
+
+    def generate(
+        self, prompt_ids: list[int], settings: SamplingSettings, request_id: str
+    ) -> AsyncIterator[GenerationDelta]:
+        """Stream deltas; the last one carries finish_reason. Closing the iterator aborts."""
+        ...
+
+    async def check_health(self) -> None:
+        """Raise if the engine cannot serve; Serve restarts the replica then."""
+        ...
+
+    def shutdown(self) -> None: ...
+
+
+class StopStringMatcher:
+    """Finds stop strings in streamed text without emitting a partial match.
+
+    Text that could be the start of a stop string is held back until the next
+    delta shows whether it completes one, so a streamed answer never contains
+    text that the non-streamed answer would not.
+    """
+
+    def __init__(self, stops: tuple[str, ...]):
+        self._stops = stops
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Return (text safe to emit, whether a stop string was hit)."""
+        buffer = self._pending + text
+        hits = [i for i in (buffer.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            self._pending = ""
+            return buffer[: min(hits)], True
+        keep = self._longest_stop_prefix_suffix(buffer)
+        self._pending = buffer[len(buffer) - keep :] if keep else ""
+        return buffer[: len(buffer) - keep], False
+
+    def flush(self) -> str:
+        pending, self._pending = self._pending, ""
+        return pending
+
+    def _longest_stop_prefix_suffix(self, buffer: str) -> int:
+        longest = 0
+        for stop in self._stops:
+            for size in range(min(len(stop) - 1, len(buffer)), longest, -1):
+                if buffer.endswith(stop[:size]):
+                    longest = size
+                    break
+        return longest
+
+
+class IncrementalDetokenizer:
+    """Turns a growing list of token ids into text deltas.
+
+    Byte-level BPE can split one character across tokens; decoding such a prefix
+    yields U+FFFD, so text ending in it is held back until the character completes.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._emitted = 0
+
+    def push(self, token_id: int) -> str:
+        self._ids.append(token_id)
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""
+        delta, self._emitted = text[self._emitted :], len(text)
+        return delta
+
+    def flush(self) -> str:
+        """Whatever is still held back, complete or not: the generation has ended."""
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        delta, self._emitted = text[self._emitted :], len(text)
+        return delta

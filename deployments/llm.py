@@ -1,0 +1,150 @@
+"""The LLM deployment: OpenAI chat and text completions over a pluggable engine.
+
+Callable from the ingress and from notebooks alike:
+
+    llm = serve.get_deployment_handle("LLM", app_name="default")
+    reply = await llm.chat.remote({"model": "tiny-qwen2", "messages": [...]})
+    async for chunk in llm.options(stream=True).chat_stream.remote(request): ...
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from ray import serve
+
+from deployments import llm_requests as mapping
+from serve_app.config import LLMConfig
+from serve_app.errors import NotFound, RequestT, parse_request
+from serve_app.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkDelta,
+    Completion,
+    CompletionRequest,
+    ModelCard,
+)
+
+logger = logging.getLogger("ray.serve")
+
+@serve.deployment(name="LLM")
+class LLMDeployment:
+    def __init__(self, llm: LLMConfig, model_store: Path, data_dir: Path):
+        from serve_app.runtime import configure_offline_runtime
+
+        configure_offline_runtime(data_dir)
+
+        from deployments.engines import create_engine
+        from serve_app.model_store import verify
+
+        self._config = llm
+        self._ref = verify(model_store, llm.model, llm.version)
+        self._engine = create_engine(llm, self._ref.path)
+        self._tokenizer = self._engine.tokenizer
+        logger.info(
+            "LLM %s (%s/%s) loaded on engine %s, context %d tokens",
+            llm.served_name, llm.model, llm.version, self._engine.name, self._engine.max_model_len,
+        )
+
+    def card(self) -> ModelCard:
+        return ModelCard(
+            id=self._config.served_name,
+            kind="llm",
+            engine=self._engine.name,
+            version=f"{self._ref.name}/{self._ref.version}",
+            max_model_len=self._engine.max_model_len,
+        )
+
+    def placement(self) -> dict[str, Any]:
+        """Where this replica runs and with what resources (for operators and tests)."""
+        import os
+
+        import ray
+
+        context = ray.get_runtime_context()
+        return {
+            "engine": self._engine.name,
+            "assigned_resources": context.get_assigned_resources(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "node_id": context.get_node_id(),
+        }
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    async def chat(self, request: ChatCompletionRequest | dict) -> ChatCompletion:
+        request = self._accept(ChatCompletionRequest, request)
+        prompt_ids = mapping.chat_prompt_ids(self._tokenizer, request)
+        acc = mapping.Accumulator(prompt_tokens=len(prompt_ids))
+        async for delta in self._generate(request, prompt_ids, "messages"):
+            acc.add(delta)
+        return mapping.chat_completion(self._config.served_name, acc)
+
+    async def chat_stream(self, request: ChatCompletionRequest | dict) -> AsyncIterator[ChatCompletionChunk]:
+        request = self._accept(ChatCompletionRequest, request)
+        prompt_ids = mapping.chat_prompt_ids(self._tokenizer, request)
+        acc = mapping.Accumulator(prompt_tokens=len(prompt_ids))
+        deltas = self._generate(request, prompt_ids, "messages")
+        # Validation (context length) runs before the first chunk, so a caller that
+        # awaits the first chunk learns of a bad request before committing to a stream.
+        first = await anext(deltas)
+        base = ChatCompletion(model=self._config.served_name, choices=[], usage=acc.usage)
+        yield mapping.chat_chunk(base, ChunkDelta(role="assistant", content=""))
+        async for delta in _chain(first, deltas):
+            acc.add(delta)
+            if delta.text or delta.finish_reason:
+                yield mapping.chat_chunk(base, ChunkDelta(content=delta.text or None), delta.finish_reason)
+        if request.include_usage_in_stream:
+            yield mapping.chat_usage_chunk(base, acc.usage)
+
+    async def completion(self, request: CompletionRequest | dict) -> Completion:
+        request = self._accept(CompletionRequest, request)
+        prompt_ids = mapping.completion_prompt_ids(self._tokenizer, request)
+        acc = mapping.Accumulator(prompt_tokens=len(prompt_ids))
+        async for delta in self._generate(request, prompt_ids, "prompt"):
+            acc.add(delta)
+        echo = request.prompt_text if request.echo else ""
+        return mapping.text_completion(self._config.served_name, acc, echo)
+
+    async def completion_stream(self, request: CompletionRequest | dict) -> AsyncIterator[Completion]:
+        request = self._accept(CompletionRequest, request)
+        prompt_ids = mapping.completion_prompt_ids(self._tokenizer, request)
+        acc = mapping.Accumulator(prompt_tokens=len(prompt_ids))
+        deltas = self._generate(request, prompt_ids, "prompt")
+        first = await anext(deltas)
+        base = Completion(model=self._config.served_name, choices=[])
+        if request.echo:
+            yield mapping.completion_chunk(base, request.prompt_text)
+        async for delta in _chain(first, deltas):
+            acc.add(delta)
+            if delta.text or delta.finish_reason:
+                yield mapping.completion_chunk(base, delta.text, delta.finish_reason)
+        if request.include_usage_in_stream:
+            yield mapping.completion_usage_chunk(base, acc.usage)
+
+    async def check_health(self) -> None:
+        await self._engine.check_health()
+
+    def _accept(self, model_type: type[RequestT], request: RequestT | dict) -> RequestT:
+        request = parse_request(model_type, request)
+        if request.model != self._config.served_name:
+            raise NotFound(f"The model '{request.model}' does not exist", param="model")
+        return request
+
+    async def _generate(self, request: Any, prompt_ids: list[int], prompt_param: str):
+        settings = mapping.sampling_settings(
+            request, len(prompt_ids), self._engine.max_model_len, prompt_param
+        )
+        async for delta in self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex):
+            yield delta
+
+
+async def _chain(first, rest):
+    yield first
+    async for item in rest:
+        yield item

@@ -1,0 +1,120 @@
+"""One error type, one status table, one OpenAI error envelope.
+
+Deployments raise these without knowing about HTTP; the ingress turns any of
+them into `{"error": {"message", "type", "param", "code"}}` with the status from
+`STATUS`. Errors cross Ray handles wrapped in `RayTaskError`; `unwrap` recovers them.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from serve_app.protocol import ErrorDetail, ErrorResponse
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+class APIError(Exception):
+    type: str = "server_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+
+    # Exceptions are pickled to cross Ray actor boundaries; keyword-only args
+    # are not restored by the default reduce, so spell the round-trip out.
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.message, self.param, self.code))
+
+    @property
+    def status(self) -> int:
+        # By MRO, so subclasses (and Ray's RayTaskError(<cls>) wrappers) inherit a status.
+        return next((STATUS[c] for c in type(self).__mro__ if c in STATUS), 500)
+
+    def envelope(self) -> ErrorResponse:
+        return ErrorResponse(
+            error=ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code)
+        )
+
+
+def _rebuild(cls: type[APIError], message: str, param: str | None, code: str | None) -> APIError:
+    return cls(message, param=param, code=code)
+
+
+class InvalidRequest(APIError):
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    default_code = "context_length_exceeded"
+
+
+class NotFound(APIError):
+    type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class UnsupportedMediaType(APIError):
+    type = "invalid_request_error"
+    default_code = "unsupported_media_type"
+
+
+class PayloadTooLarge(APIError):
+    type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class ServiceUnavailable(APIError):
+    type = "server_error"
+    default_code = "service_unavailable"
+
+
+class InternalError(APIError):
+    type = "server_error"
+    default_code = "internal_error"
+
+
+STATUS: dict[type[APIError], int] = {
+    InvalidRequest: 400,
+    ContextLengthExceeded: 400,
+    NotFound: 404,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    InternalError: 500,
+    ServiceUnavailable: 503,
+}
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The exception a replica raised, whether or not Ray wrapped it."""
+    seen = {id(exc)}
+    cause = getattr(exc, "cause", None)
+    while isinstance(cause, BaseException) and id(cause) not in seen:
+        seen.add(id(cause))
+        exc, cause = cause, getattr(cause, "cause", None)
+    return exc
+
+
+def as_api_error(exc: BaseException) -> APIError:
+    """Map anything raised while serving a request to an APIError, hiding internals."""
+    exc = unwrap(exc)
+    if isinstance(exc, APIError):
+        return exc
+    return InternalError(f"internal error while serving the request ({type(exc).__name__})")
+
+
+def parse_request(model_type: type[RequestT], value: RequestT | dict) -> RequestT:
+    """Accept a protocol object or its dict form (handy from notebooks); 400 on bad fields."""
+    if isinstance(value, model_type):
+        return value
+    try:
+        return model_type.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidRequest(f"{first['msg']} (at '{param}')", param=param) from None

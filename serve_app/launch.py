@@ -1,0 +1,52 @@
+"""`serve run CONFIG`, with the Ray instance this machine needs and a clear ready line.
+
+`serve run` starts Ray with the dashboard on, and no Serve config key turns it
+off. Ray is started here first (dashboard off unless asked, usage stats off), then
+Serve's own `run` command takes over unchanged: it sees Ray running and reuses it,
+deploys the file, and on Ctrl-C shuts Serve and this Ray down.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.request
+
+import yaml
+
+
+def run(config_path: str, *, dashboard: bool = False) -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray.serve._private.constants import SERVE_NAMESPACE
+    from ray.serve.scripts import cli
+
+    ray.init(namespace=SERVE_NAMESPACE, include_dashboard=dashboard)
+    threading.Thread(target=_announce_when_ready, args=(_base_url(config_path),), daemon=True).start()
+    cli.main(["run", config_path], prog_name="serve")
+
+
+def _base_url(config_path: str) -> str:
+    with open(config_path) as f:
+        http = (yaml.safe_load(f) or {}).get("http_options") or {}
+    host = http.get("host", "127.0.0.1")
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{host}:{http.get('port', 8000)}"
+
+
+def _announce_when_ready(base_url: str, poll_s: float = 1.0) -> None:
+    started = time.monotonic()
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base_url}/ready", timeout=5) as reply:
+                if reply.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(poll_s)
+    print(
+        f"\nREADY in {time.monotonic() - started:.1f}s: {base_url} "
+        f"(OpenAI base URL {base_url}/v1). Ctrl-C stops.\n",
+        flush=True,
+    )

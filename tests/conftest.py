@@ -1,0 +1,53 @@
+"""Session fixtures: one Ray instance (with one declared GPU) and the local app on it.
+
+Ray is told a GPU exists so the prod.yaml resource plan can be scheduled exactly
+as on a real card; replicas still see no CUDA device, so engines run on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests import serve_harness
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+LOCAL_MODEL = "tiny-qwen2"
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> None:
+    from serve_app.tiny_models import build_all
+
+    build_all(serve_harness.REPO / "models")
+
+
+@pytest.fixture(scope="session")
+def ray_session(tiny_models):
+    import ray
+    from ray import serve
+
+    # 8 logical CPUs: prod.yaml's plan (2 ingress replicas + a 4-CPU LLM) must
+    # schedule; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
+    ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, namespace="serve")
+    yield
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def local_app(ray_session) -> str:
+    """configs/local.yaml deployed as the `default` app; yields the HTTP base URL."""
+    port = serve_harness.free_port()
+    serve_harness.start_serve(port)
+    serve_harness.deploy_apps([serve_harness.application("local.yaml")])
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture()
+def openai_client(local_app):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{local_app}/v1", api_key="unused", max_retries=0, timeout=60)

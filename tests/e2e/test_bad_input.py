@@ -1,0 +1,105 @@
+"""Every kind of bad input gets an OpenAI error envelope, and the next request still succeeds."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import LOCAL_MODEL
+
+GOOD_CHAT = {"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def assert_envelope(reply: httpx.Response, status: int, *, param: str | None = None, code: str | None = None):
+    assert reply.status_code == status, reply.text
+    error = reply.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+    if code is not None:
+        assert error["code"] == code
+
+
+@pytest.fixture()
+def http(local_app):
+    with httpx.Client(base_url=local_app, timeout=60) as client:
+        yield client
+        # Whatever the bad request did, the service still serves.
+        after = client.post("/v1/chat/completions", json=GOOD_CHAT)
+        assert after.status_code == 200, after.text
+
+
+def test_malformed_json(http):
+    reply = http.post("/v1/chat/completions", content=b'{"model": "x", "messages": [', headers={"content-type": "application/json"})
+    assert_envelope(reply, 400, code="invalid_json")
+
+
+def test_schema_error_is_400_with_param(http):
+    reply = http.post("/v1/chat/completions", json={**GOOD_CHAT, "temperature": "hot"})
+    assert_envelope(reply, 400, param="temperature")
+
+
+def test_missing_field_names_it(http):
+    reply = http.post("/v1/chat/completions", json={"model": LOCAL_MODEL})
+    assert_envelope(reply, 400, param="messages")
+
+
+def test_wrong_json_type_for_body(http):
+    reply = http.post("/v1/completions", json=["not", "an", "object"])
+    assert_envelope(reply, 400)
+
+
+def test_unknown_model_is_404_on_model(http):
+    reply = http.post("/v1/chat/completions", json={**GOOD_CHAT, "model": "gpt-nonexistent"})
+    assert_envelope(reply, 404, param="model", code="model_not_found")
+
+
+def test_unknown_model_streamed_is_still_a_plain_404(http):
+    reply = http.post("/v1/chat/completions", json={**GOOD_CHAT, "model": "gpt-nonexistent", "stream": True})
+    assert_envelope(reply, 404, param="model")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_prompt_plus_max_tokens_over_context_is_400(http, stream):
+    reply = http.post("/v1/chat/completions", json={**GOOD_CHAT, "max_tokens": 5000, "stream": stream})
+    assert_envelope(reply, 400, param="messages", code="context_length_exceeded")
+
+
+def test_prompt_alone_over_context_is_400(http):
+    reply = http.post("/v1/completions", json={"model": LOCAL_MODEL, "prompt": "word " * 3000, "max_tokens": 1})
+    assert_envelope(reply, 400, param="prompt", code="context_length_exceeded")
+
+
+def test_wrong_content_type_is_415(http):
+    reply = http.post("/v1/chat/completions", content=b"model=x", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_envelope(reply, 415)
+
+
+def test_oversize_body_is_413(http):
+    reply = http.post("/v1/completions", json={"model": LOCAL_MODEL, "prompt": "x" * (2 << 20)})
+    assert_envelope(reply, 413)
+
+
+def test_unknown_route_is_404_envelope(http):
+    assert_envelope(http.get("/v1/nothing-here"), 404)
+
+
+def test_n_other_than_one_is_rejected(http):
+    assert_envelope(http.post("/v1/chat/completions", json={**GOOD_CHAT, "n": 3}), 400, param="n")
+
+
+def test_sdk_raises_typed_errors(openai_client):
+    with pytest.raises(openai.NotFoundError):
+        openai_client.chat.completions.create(model="nope", messages=GOOD_CHAT["messages"])
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client.chat.completions.create(model=LOCAL_MODEL, messages=GOOD_CHAT["messages"], max_tokens=99999)
+    assert info.value.code == "context_length_exceeded"
+    assert openai_client.chat.completions.create(model=LOCAL_MODEL, messages=GOOD_CHAT["messages"], max_tokens=2).choices
+
+
+def test_health_and_ready(http):
+    assert http.get("/health").json() == {"status": "ok"}
+    ready = http.get("/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"

@@ -1,0 +1,55 @@
+"""configs/prod.yaml's resource plan, scheduled on a Ray that declares one GPU.
+
+Only the model changes (the tiny one from the store); replicas, resources and
+autoscaling come from prod.yaml as written.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ray import serve
+
+from tests import serve_harness
+from tests.conftest import LOCAL_MODEL
+
+APP = "prod-plan"
+
+
+def _tiny_model(app: dict) -> None:
+    app["args"]["llm"].update(served_name=LOCAL_MODEL, model=LOCAL_MODEL, version="v1", dtype="auto")
+    app["args"]["llm"]["max_model_len"] = 1024
+
+
+@pytest.fixture(scope="module")
+def prod_plan(local_app):
+    prod = serve_harness.application("prod.yaml", name=APP, route_prefix=f"/{APP}", edit=_tiny_model)
+    local = serve_harness.application("local.yaml")
+    serve_harness.deploy_apps([local, prod])
+    yield prod
+    serve_harness.deploy_apps([local])
+
+
+async def test_llm_replica_holds_its_gpu_fraction_and_falls_back_to_cpu(prod_plan):
+    fraction = serve_harness.deployment_options(prod_plan, "LLM")["ray_actor_options"]["num_gpus"]
+    placement = await serve.get_deployment_handle("LLM", app_name=APP).placement.remote()
+    assert placement["assigned_resources"].get("GPU") == pytest.approx(fraction)
+    assert placement["gpu_ids"], "Ray assigned no GPU id to the replica"
+    assert placement["cuda_visible_devices"] == "0"
+    # Ray's GPU is only declared: torch sees no CUDA device, so `engine: auto` picks the CPU engine.
+    assert placement["engine"] == "transformers"
+
+
+def test_autoscaled_deployments_start_at_min_replicas(prod_plan):
+    deployments = serve.status().applications[APP].deployments
+    for name in ("Ingress", "LLM"):
+        minimum = serve_harness.deployment_options(prod_plan, name)["autoscaling_config"]["min_replicas"]
+        running = deployments[name].replica_states.get("RUNNING", 0)
+        assert running == minimum, f"{name}: {running} running, min_replicas {minimum}"
+
+
+async def test_prod_plan_app_serves_chat(prod_plan):
+    app = serve.get_app_handle(APP)
+    reply = await app.chat.remote(
+        {"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    )
+    assert reply.choices[0].message.content is not None

@@ -1,0 +1,81 @@
+"""Deploys Serve config files in-process the way `serve run CONFIG` does.
+
+`serve run` validates the YAML into a ServeDeploySchema and hands it to the
+controller (`ray.serve.scripts.run`); the tests do the same, so the YAML's
+`deployments:` options are applied by Serve itself, exactly as in production.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+import time
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str) -> dict:
+    return yaml.safe_load((REPO / "configs" / name).read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(port: int) -> None:
+    from ray.serve._private import api as serve_api
+
+    serve_api.serve_start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+
+
+def deploy_apps(apps: list[dict], timeout_s: float = 300) -> None:
+    """Apply a declarative set of applications (apps not listed are deleted) and wait."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate({"applications": apps})
+    _get_global_client().deploy_apps(schema)
+    wait_running({app["name"] for app in apps}, timeout_s)
+
+
+def wait_running(names: set[str], timeout_s: float) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        apps = serve.status().applications
+        states = {name: apps[name].status if name in apps else "MISSING" for name in names}
+        failed = {n: apps[n].message for n, s in states.items() if s == "DEPLOY_FAILED"}
+        if failed:
+            raise RuntimeError(f"deploy failed: {failed}")
+        if all(s == "RUNNING" for s in states.values()):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"applications not running after {timeout_s}s: {states}")
+
+
+def application(
+    config_name: str, *, name: str | None = None, route_prefix: str | None = None,
+    edit: Callable[[dict], None] | None = None,
+) -> dict:
+    """The config file's first application, with test-specific edits."""
+    app = copy.deepcopy(load_config(config_name)["applications"][0])
+    app["args"]["model_store"] = str(REPO / "models")
+    app["args"]["data_dir"] = str(REPO / "data")
+    if name:
+        app["name"] = name
+    if route_prefix:
+        app["route_prefix"] = route_prefix
+    if edit:
+        edit(app)
+    return app
+
+
+def deployment_options(app: dict, name: str) -> dict:
+    return next(d for d in app["deployments"] if d["name"] == name)

@@ -1,0 +1,329 @@
+"""Request → engine settings, engine deltas → OpenAI responses, and the streaming text helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.engines.base import (
+    GenerationDelta,
+    IncrementalDetokenizer,
+    SamplingSettings,
+    StopStringMatcher,
+)
+from deployments.llm_requests import (
+    Accumulator,
+    chat_chunk,
+    chat_completion,
+    chat_usage_chunk,
+    completion_chunk,
+    completion_usage_chunk,
+    sampling_settings,
+    text_completion,
+)
+from serve_app.errors import ContextLengthExceeded
+from serve_app.protocol import (
+    ChatCompletionRequest,
+    ChunkDelta,
+    CompletionRequest,
+    Usage,
+)
+
+
+def chat(**fields) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}
+    )
+
+
+def completion(**fields) -> CompletionRequest:
+    return CompletionRequest.model_validate({"model": "m", "prompt": "hi", **fields})
+
+
+def finished_accumulator() -> Accumulator:
+    acc = Accumulator(prompt_tokens=4)
+    acc.add(GenerationDelta("Hel", 2))
+    acc.add(GenerationDelta("lo", 1, "length"))
+    return acc
+
+
+# --- sampling_settings ------------------------------------------------------------------------
+
+
+def test_sampling_settings_maps_every_field():
+    request = chat(
+        max_tokens=20,
+        temperature=0.3,
+        top_p=0.9,
+        stop=["x", "yz"],
+        seed=42,
+        presence_penalty=0.5,
+        frequency_penalty=-0.25,
+    )
+    settings = sampling_settings(request, prompt_tokens=10, max_model_len=100, prompt_param="messages")
+    assert settings == SamplingSettings(
+        max_tokens=20,
+        temperature=0.3,
+        top_p=0.9,
+        stop=("x", "yz"),
+        seed=42,
+        presence_penalty=0.5,
+        frequency_penalty=-0.25,
+    )
+
+
+def test_sampling_settings_turns_a_single_stop_string_into_a_tuple():
+    settings = sampling_settings(chat(stop="END"), 1, 100, "messages")
+    assert settings.stop == ("END",)
+
+
+def test_sampling_settings_without_stop_has_empty_stop_tuple():
+    assert sampling_settings(chat(), 1, 100, "messages").stop == ()
+
+
+def test_sampling_settings_uses_folded_max_completion_tokens():
+    assert sampling_settings(chat(max_completion_tokens=7), 1, 100, "messages").max_tokens == 7
+
+
+def test_max_tokens_defaults_to_the_room_left_in_the_context():
+    assert sampling_settings(chat(), prompt_tokens=30, max_model_len=100, prompt_param="messages").max_tokens == 70
+
+
+def test_max_tokens_exactly_filling_the_context_is_allowed():
+    assert sampling_settings(chat(max_tokens=70), 30, 100, "messages").max_tokens == 70
+
+
+def test_prompt_plus_max_tokens_over_the_window_raises_context_length_exceeded():
+    with pytest.raises(ContextLengthExceeded) as exc_info:
+        sampling_settings(chat(max_tokens=71), prompt_tokens=30, max_model_len=100, prompt_param="messages")
+    error = exc_info.value
+    assert error.status == 400
+    assert error.code == "context_length_exceeded"
+    assert error.param == "messages"
+    assert "100" in error.message and "101" in error.message
+
+
+def test_context_length_error_names_the_prompt_param_of_a_text_completion():
+    with pytest.raises(ContextLengthExceeded) as exc_info:
+        sampling_settings(completion(max_tokens=50), prompt_tokens=60, max_model_len=100, prompt_param="prompt")
+    assert exc_info.value.param == "prompt"
+    assert exc_info.value.status == 400
+
+
+def test_prompt_alone_filling_the_window_raises_context_length_exceeded():
+    with pytest.raises(ContextLengthExceeded) as exc_info:
+        sampling_settings(chat(), prompt_tokens=100, max_model_len=100, prompt_param="messages")
+    assert exc_info.value.code == "context_length_exceeded"
+    assert exc_info.value.param == "messages"
+    assert exc_info.value.status == 400
+
+
+def test_prompt_longer_than_the_window_raises_context_length_exceeded():
+    with pytest.raises(ContextLengthExceeded) as exc_info:
+        sampling_settings(chat(), prompt_tokens=150, max_model_len=100, prompt_param="messages")
+    assert exc_info.value.code == "context_length_exceeded"
+
+
+def test_prompt_filling_the_window_is_rejected_even_with_small_max_tokens():
+    with pytest.raises(ContextLengthExceeded):
+        sampling_settings(chat(max_tokens=1), prompt_tokens=100, max_model_len=100, prompt_param="messages")
+
+
+# --- Accumulator and response shapes ----------------------------------------------------------
+
+
+def test_accumulator_sums_text_tokens_and_keeps_the_finish_reason():
+    acc = Accumulator(prompt_tokens=5)
+    acc.add(GenerationDelta("a", 1))
+    acc.add(GenerationDelta("", 2))
+    acc.add(GenerationDelta("bc", 1, "stop"))
+    assert acc.text == "abc"
+    assert acc.completion_tokens == 4
+    assert acc.finish_reason == "stop"
+    assert acc.usage == Usage(prompt_tokens=5, completion_tokens=4, total_tokens=9)
+
+
+def test_accumulator_starts_empty():
+    acc = Accumulator(prompt_tokens=3)
+    assert acc.text == ""
+    assert acc.finish_reason is None
+    assert acc.usage.total_tokens == 3
+
+
+def test_chat_completion_shape():
+    body = chat_completion("m", finished_accumulator()).model_dump()
+    assert body["id"].startswith("chatcmpl-")
+    assert body["object"] == "chat.completion"
+    assert isinstance(body["created"], int)
+    assert body["model"] == "m"
+    assert body["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "length", "logprobs": None}
+    ]
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+
+
+def test_chat_chunk_reuses_id_created_and_model_of_the_completion():
+    base = chat_completion("m", finished_accumulator())
+    chunk = chat_chunk(base, ChunkDelta(content="He")).model_dump()
+    assert chunk["id"] == base.id
+    assert chunk["created"] == base.created
+    assert chunk["model"] == "m"
+    assert chunk["object"] == "chat.completion.chunk"
+    assert chunk["choices"] == [
+        {"index": 0, "delta": {"role": None, "content": "He"}, "finish_reason": None, "logprobs": None}
+    ]
+    assert chunk["usage"] is None
+
+
+def test_chat_chunk_carries_the_finish_reason():
+    base = chat_completion("m", finished_accumulator())
+    chunk = chat_chunk(base, ChunkDelta(), "stop")
+    assert chunk.choices[0].finish_reason == "stop"
+
+
+def test_chat_usage_chunk_has_no_choices_and_the_usage():
+    base = chat_completion("m", finished_accumulator())
+    chunk = chat_usage_chunk(base, Usage.of(4, 3)).model_dump()
+    assert chunk["id"] == base.id
+    assert chunk["object"] == "chat.completion.chunk"
+    assert chunk["choices"] == []
+    assert chunk["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+
+
+def test_text_completion_shape():
+    body = text_completion("m", finished_accumulator()).model_dump()
+    assert body["id"].startswith("cmpl-")
+    assert body["object"] == "text_completion"
+    assert body["model"] == "m"
+    assert body["choices"] == [{"index": 0, "text": "Hello", "finish_reason": "length", "logprobs": None}]
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+
+
+def test_text_completion_with_echo_prefixes_the_prompt():
+    body = text_completion("m", finished_accumulator(), echo_prefix="Say: ")
+    assert body.choices[0].text == "Say: Hello"
+
+
+def test_completion_chunk_and_usage_chunk_share_the_completion_id():
+    base = text_completion("m", finished_accumulator())
+    chunk = completion_chunk(base, "He")
+    usage_chunk = completion_usage_chunk(base, Usage.of(4, 3))
+    assert chunk.id == usage_chunk.id == base.id
+    assert chunk.choices[0].text == "He" and chunk.usage is None
+    assert usage_chunk.choices == [] and usage_chunk.usage.total_tokens == 7
+
+
+# --- StopStringMatcher -----------------------------------------------------------------------
+
+
+def test_matcher_without_stops_passes_text_through():
+    matcher = StopStringMatcher(())
+    assert matcher.feed("hello") == ("hello", False)
+    assert matcher.flush() == ""
+
+
+def test_matcher_finds_a_stop_inside_one_delta():
+    matcher = StopStringMatcher(("END",))
+    assert matcher.feed("abcENDxyz") == ("abc", True)
+
+
+def test_matcher_finds_a_stop_split_across_deltas():
+    matcher = StopStringMatcher(("END",))
+    assert matcher.feed("abcE") == ("abc", False)
+    assert matcher.feed("N") == ("", False)
+    assert matcher.feed("Dxyz") == ("", True)
+
+
+def test_matcher_releases_held_back_prefix_that_turns_out_not_to_be_a_stop():
+    matcher = StopStringMatcher(("END",))
+    assert matcher.feed("abcEN") == ("abc", False)
+    assert matcher.feed("Ox") == ("ENOx", False)
+
+
+def test_matcher_holds_back_only_the_part_that_could_still_start_a_stop():
+    matcher = StopStringMatcher(("STOP",))
+    assert matcher.feed("a ST") == ("a ", False)
+    # "STARS" cannot complete "STOP" but its last "S" still could.
+    assert matcher.feed("ARS") == ("STAR", False)
+    assert matcher.flush() == "S"
+
+
+def test_matcher_earliest_stop_wins_among_several():
+    matcher = StopStringMatcher(("world", "lo"))
+    assert matcher.feed("hello world") == ("hel", True)
+
+
+def test_matcher_earliest_stop_wins_regardless_of_stop_order():
+    matcher = StopStringMatcher(("lo", "he"))
+    assert matcher.feed("hello") == ("", True)
+
+
+def test_matcher_flush_releases_a_held_back_partial_stop():
+    matcher = StopStringMatcher(("END",))
+    assert matcher.feed("abcEN") == ("abc", False)
+    assert matcher.flush() == "EN"
+    assert matcher.flush() == ""
+
+
+def test_matcher_output_equals_input_when_no_stop_occurs():
+    matcher = StopStringMatcher(("<stop>", "##"))
+    deltas = ["a <", "st", "op", "# b", "#", "c <sto", "p"]
+    emitted = "".join(matcher.feed(d)[0] for d in deltas) + matcher.flush()
+    assert emitted == "".join(deltas)
+
+
+# --- IncrementalDetokenizer with a real tokenizer -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from serve_app.tiny_models import build_tiny_llm
+
+    model_dir = tmp_path_factory.mktemp("tiny-llm")
+    build_tiny_llm(model_dir)
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+MULTI_BYTE_TEXT = "héllo wörld ✓ 日本 — ok"
+
+
+def test_detokenizer_deltas_and_flush_equal_the_full_decode(tokenizer):
+    ids = tokenizer.encode(MULTI_BYTE_TEXT)
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    text = "".join(detokenizer.push(i) for i in ids) + detokenizer.flush()
+    assert text == tokenizer.decode(ids, skip_special_tokens=True)
+    assert text == MULTI_BYTE_TEXT
+
+
+def test_detokenizer_never_emits_a_partial_character(tokenizer):
+    ids = tokenizer.encode(MULTI_BYTE_TEXT)
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    deltas = [detokenizer.push(i) for i in ids]
+    assert all("\ufffd" not in d for d in deltas)
+
+
+def test_detokenizer_holds_back_a_character_split_across_tokens(tokenizer):
+    ids = tokenizer.encode("✓")
+    assert len(ids) > 1, "the check mark must span several byte-level tokens for this test"
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    deltas = [detokenizer.push(i) for i in ids]
+    assert deltas[:-1] == [""] * (len(ids) - 1)
+    assert deltas[-1] == "✓"
+
+
+def test_detokenizer_skips_special_tokens(tokenizer):
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ids = [*tokenizer.encode("ab"), eos]
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    text = "".join(detokenizer.push(i) for i in ids) + detokenizer.flush()
+    assert text == "ab"
+
+
+def test_detokenizer_flush_emits_an_incomplete_character_at_the_end(tokenizer):
+    ids = tokenizer.encode("a✓")
+    truncated = ids[:-1]
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    text = "".join(detokenizer.push(i) for i in truncated) + detokenizer.flush()
+    assert text == tokenizer.decode(truncated, skip_special_tokens=True)
+    assert text.startswith("a") and text.endswith("\ufffd")

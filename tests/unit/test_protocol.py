@@ -1,0 +1,281 @@
+"""Validation of the OpenAI request shapes in serve_app/protocol.py."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from serve_app.protocol import ChatCompletionRequest, CompletionRequest, Usage
+
+USER_HELLO = [{"role": "user", "content": "hello"}]
+
+
+def chat(**fields) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"model": "m", "messages": USER_HELLO, **fields})
+
+
+def completion(**fields) -> CompletionRequest:
+    return CompletionRequest.model_validate({"model": "m", "prompt": "hello", **fields})
+
+
+def error_fields(exc_info: pytest.ExceptionInfo[ValidationError]) -> set[tuple]:
+    return {err["loc"] for err in exc_info.value.errors()}
+
+
+# --- ChatCompletionRequest: required fields -------------------------------------------------
+
+
+def test_minimal_chat_request_gets_openai_defaults():
+    request = chat()
+    assert request.model == "m"
+    assert request.temperature == 1.0
+    assert request.top_p == 1.0
+    assert request.n == 1
+    assert request.max_tokens is None
+    assert request.stop is None
+    assert request.stop_list == []
+    assert request.seed is None
+    assert request.stream is False
+    assert request.include_usage_in_stream is False
+
+
+def test_chat_request_without_model_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        ChatCompletionRequest.model_validate({"messages": USER_HELLO})
+    assert ("model",) in error_fields(exc_info)
+
+
+def test_chat_request_with_empty_model_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        chat(model="")
+    assert ("model",) in error_fields(exc_info)
+
+
+def test_chat_request_without_messages_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        ChatCompletionRequest.model_validate({"model": "m"})
+    assert ("messages",) in error_fields(exc_info)
+
+
+def test_chat_request_with_empty_messages_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        chat(messages=[])
+    assert ("messages",) in error_fields(exc_info)
+
+
+def test_chat_message_with_unknown_role_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        chat(messages=[{"role": "wizard", "content": "hi"}])
+    assert ("messages", 0, "role") in error_fields(exc_info)
+
+
+@pytest.mark.parametrize("role", ["system", "developer", "user", "assistant", "tool"])
+def test_chat_message_accepts_every_openai_role(role):
+    assert chat(messages=[{"role": role, "content": "hi"}]).messages[0].role == role
+
+
+# --- sampling ranges ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 2.0])
+def test_temperature_in_range_is_accepted(temperature):
+    assert chat(temperature=temperature).temperature == temperature
+
+
+@pytest.mark.parametrize("temperature", [-0.1, 2.1])
+def test_temperature_out_of_range_is_rejected(temperature):
+    with pytest.raises(ValidationError) as exc_info:
+        chat(temperature=temperature)
+    assert ("temperature",) in error_fields(exc_info)
+
+
+@pytest.mark.parametrize("top_p", [0.01, 0.5, 1.0])
+def test_top_p_in_range_is_accepted(top_p):
+    assert chat(top_p=top_p).top_p == top_p
+
+
+@pytest.mark.parametrize("top_p", [0.0, -0.5, 1.01])
+def test_top_p_out_of_range_is_rejected(top_p):
+    with pytest.raises(ValidationError) as exc_info:
+        chat(top_p=top_p)
+    assert ("top_p",) in error_fields(exc_info)
+
+
+@pytest.mark.parametrize("field", ["presence_penalty", "frequency_penalty"])
+@pytest.mark.parametrize("value", [-2.0, 0.0, 1.5, 2.0])
+def test_penalty_in_range_is_accepted(field, value):
+    assert getattr(chat(**{field: value}), field) == value
+
+
+@pytest.mark.parametrize("field", ["presence_penalty", "frequency_penalty"])
+@pytest.mark.parametrize("value", [-2.01, 2.01])
+def test_penalty_out_of_range_is_rejected(field, value):
+    with pytest.raises(ValidationError) as exc_info:
+        chat(**{field: value})
+    assert (field,) in error_fields(exc_info)
+
+
+@pytest.mark.parametrize("n", [0, 2, 5])
+def test_n_other_than_one_is_rejected(n):
+    with pytest.raises(ValidationError) as exc_info:
+        chat(n=n)
+    assert ("n",) in error_fields(exc_info)
+
+
+def test_n_equal_to_one_is_accepted():
+    assert chat(n=1).n == 1
+
+
+@pytest.mark.parametrize("max_tokens", [0, -1])
+def test_non_positive_max_tokens_is_rejected(max_tokens):
+    with pytest.raises(ValidationError) as exc_info:
+        chat(max_tokens=max_tokens)
+    assert ("max_tokens",) in error_fields(exc_info)
+
+
+# --- stop ------------------------------------------------------------------------------------
+
+
+def test_stop_as_string_becomes_a_one_element_stop_list():
+    assert chat(stop="END").stop_list == ["END"]
+
+
+def test_stop_as_list_is_kept_in_order():
+    assert chat(stop=["a", "b", "c", "d"]).stop_list == ["a", "b", "c", "d"]
+
+
+def test_more_than_four_stops_are_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        chat(stop=["a", "b", "c", "d", "e"])
+    assert ("stop",) in error_fields(exc_info)
+
+
+def test_empty_string_inside_stop_list_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        chat(stop=["ok", ""])
+    assert ("stop",) in error_fields(exc_info)
+
+
+def test_empty_stop_string_is_rejected():
+    with pytest.raises(ValidationError):
+        chat(stop="")
+
+
+# --- max_completion_tokens -------------------------------------------------------------------
+
+
+def test_max_completion_tokens_folds_into_max_tokens():
+    request = chat(max_completion_tokens=12)
+    assert request.max_tokens == 12
+
+
+def test_explicit_max_tokens_is_not_overwritten_by_max_completion_tokens():
+    assert chat(max_tokens=5, max_completion_tokens=12).max_tokens == 5
+
+
+def test_non_positive_max_completion_tokens_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        chat(max_completion_tokens=0)
+    assert ("max_completion_tokens",) in error_fields(exc_info)
+
+
+# --- extras, content parts, stream options ----------------------------------------------------
+
+
+def test_unknown_fields_sent_by_openai_clients_are_ignored():
+    request = chat(user="u-1", logprobs=False, tools=[], parallel_tool_calls=True, not_a_field=3)
+    assert not hasattr(request, "not_a_field")
+    assert "user" not in request.model_dump()
+
+
+def test_unknown_fields_inside_a_message_are_ignored():
+    request = chat(messages=[{"role": "user", "content": "hi", "tool_call_id": "x"}])
+    assert request.messages[0].text() == "hi"
+
+
+def test_content_as_list_of_text_parts_is_joined():
+    request = chat(
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hello "}, {"type": "text", "text": "world"}],
+            }
+        ]
+    )
+    assert request.messages[0].text() == "hello world"
+
+
+def test_content_part_of_unsupported_type_is_rejected():
+    with pytest.raises(ValidationError):
+        chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
+
+
+def test_message_without_content_has_empty_text():
+    assert chat(messages=[{"role": "assistant", "content": None}]).messages[0].text() == ""
+
+
+def test_stream_options_include_usage_is_read():
+    request = chat(stream=True, stream_options={"include_usage": True})
+    assert request.stream is True
+    assert request.include_usage_in_stream is True
+
+
+def test_stream_options_without_include_usage_defaults_to_false():
+    assert chat(stream=True, stream_options={}).include_usage_in_stream is False
+
+
+# --- CompletionRequest ------------------------------------------------------------------------
+
+
+def test_completion_prompt_as_string():
+    assert completion(prompt="once upon").prompt_text == "once upon"
+
+
+def test_completion_prompt_as_one_element_list():
+    assert completion(prompt=["once upon"]).prompt_text == "once upon"
+
+
+def test_completion_prompt_as_multi_element_list_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        completion(prompt=["a", "b"])
+    assert ("prompt",) in error_fields(exc_info)
+
+
+def test_completion_prompt_as_empty_list_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        completion(prompt=[])
+    assert ("prompt",) in error_fields(exc_info)
+
+
+def test_completion_without_prompt_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        CompletionRequest.model_validate({"model": "m"})
+    assert ("prompt",) in error_fields(exc_info)
+
+
+def test_completion_without_model_is_rejected():
+    with pytest.raises(ValidationError) as exc_info:
+        CompletionRequest.model_validate({"prompt": "hi"})
+    assert ("model",) in error_fields(exc_info)
+
+
+def test_completion_max_tokens_defaults_to_sixteen_like_openai():
+    assert completion().max_tokens == 16
+
+
+def test_completion_shares_sampling_validation():
+    with pytest.raises(ValidationError) as exc_info:
+        completion(temperature=3.0, stop=["a", "b", "c", "d", "e"])
+    assert {("temperature",), ("stop",)} <= error_fields(exc_info)
+
+
+# --- Usage ------------------------------------------------------------------------------------
+
+
+def test_usage_of_sums_prompt_and_completion_tokens():
+    usage = Usage.of(prompt_tokens=7, completion_tokens=5)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (7, 5, 12)
+
+
+def test_usage_of_zero_completion_tokens():
+    assert Usage.of(3, 0).total_tokens == 3
