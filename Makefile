@@ -17,6 +17,7 @@ serve: install models
 	$(PY) -m serve_app run $(CONFIG)
 
 test: install models
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 install: $(INSTALLED)
@@ -39,7 +40,7 @@ models: install
 # Re-resolve the full pin set from pyproject.toml (whisperx's overrides live there).
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 --no-header --no-annotate -o requirements.lock
+		--python-platform x86_64-manylinux_2_28 --no-header --no-annotate --quiet -o requirements.lock
 
 bench: install models
 	$(PY) benchmarks/chat_latency.py

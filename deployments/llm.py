@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ray import serve
 
@@ -31,6 +32,7 @@ from serve_app.protocol import (
 
 logger = logging.getLogger("ray.serve")
 
+
 @serve.deployment(name="LLM")
 class LLMDeployment:
     def __init__(self, llm: LLMConfig, model_store: Path, data_dir: Path):
@@ -47,7 +49,11 @@ class LLMDeployment:
         self._tokenizer = self._engine.tokenizer
         logger.info(
             "LLM %s (%s/%s) loaded on engine %s, context %d tokens",
-            llm.served_name, llm.model, llm.version, self._engine.name, self._engine.max_model_len,
+            llm.served_name,
+            llm.model,
+            llm.version,
+            self._engine.name,
+            self._engine.max_model_len,
         )
 
     def card(self) -> ModelCard:
@@ -137,9 +143,7 @@ class LLMDeployment:
         return request
 
     async def _generate(self, request: Any, prompt_ids: list[int], prompt_param: str):
-        settings = mapping.sampling_settings(
-            request, len(prompt_ids), self._engine.max_model_len, prompt_param
-        )
+        settings = mapping.sampling_settings(request, len(prompt_ids), self._engine.max_model_len, prompt_param)
         async for delta in self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex):
             yield delta
 

@@ -104,9 +104,7 @@ def chat_completion(model: str, acc: Accumulator) -> ChatCompletion:
     )
 
 
-def chat_chunk(
-    base: ChatCompletion, delta: ChunkDelta, finish_reason: str | None = None
-) -> ChatCompletionChunk:
+def chat_chunk(base: ChatCompletion, delta: ChunkDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
     return ChatCompletionChunk(
         id=base.id,
         created=base.created,

@@ -43,7 +43,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="tiny-qwen2", help="model name in the store")
     parser.add_argument("--version", default="v1", help="model version in the store")
     parser.add_argument(
-        "--gpu-memory-utilization", type=float, default=0.3,
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.3,
         help="fraction of the WHOLE card vLLM preallocates; must fit in the memory free now (default: 0.3)",
     )
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="caches (vLLM compile cache etc.)")

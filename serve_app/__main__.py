@@ -92,7 +92,20 @@ def _verify_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG", help="Serve config file, e.g. configs/local.yaml")
+    parser.add_argument("--dashboard", action="store_true", help="also start the Ray dashboard")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from serve_app.launch import run
+
+    run(args.config, dashboard=args.dashboard)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
+    "run": Command("`serve run CONFIG` on a fresh local Ray (dashboard off), announcing readiness", _run_args, _run),
     "build-tiny-models": Command(
         "build the tiny offline checkpoints into the store", _build_tiny_models_args, _build_tiny_models
     ),

@@ -1,7 +1,7 @@
 """The application builder: Serve's `import_path` target.
 
-    import_path: serve_app.app:build_app
-    args: {...}            # validated into AppConfig; a bad field fails the deploy by name
+import_path: serve_app.app:build_app
+args: {...}            # validated into AppConfig; a bad field fails the deploy by name
 """
 
 from __future__ import annotations

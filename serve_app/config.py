@@ -25,19 +25,17 @@ class LLMConfig(_Strict):
     engine: Literal["auto", "vllm", "transformers"] = Field(
         default="auto", description="auto: vLLM when the replica sees CUDA, else transformers."
     )
-    max_model_len: int | None = Field(
-        default=None, ge=16, description="Context window; default: the model's own."
-    )
+    max_model_len: int | None = Field(default=None, ge=16, description="Context window; default: the model's own.")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     gpu_memory_utilization: float = Field(
-        default=0.9, gt=0.0, le=1.0,
+        default=0.9,
+        gt=0.0,
+        le=1.0,
         description="vLLM: fraction of the whole card preallocated, whatever Ray's num_gpus says.",
     )
     enable_prefix_caching: bool = True
     max_num_seqs: int = Field(default=64, ge=1, description="vLLM: sequences batched per step.")
-    cpu_threads: int | None = Field(
-        default=None, ge=1, description="transformers engine: torch intra-op threads."
-    )
+    cpu_threads: int | None = Field(default=None, ge=1, description="transformers engine: torch intra-op threads.")
 
 
 class IngressConfig(_Strict):

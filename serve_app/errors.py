@@ -37,9 +37,7 @@ class APIError(Exception):
         return next((STATUS[c] for c in type(self).__mro__ if c in STATUS), 500)
 
     def envelope(self) -> ErrorResponse:
-        return ErrorResponse(
-            error=ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code)
-        )
+        return ErrorResponse(error=ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code))
 
 
 def _rebuild(cls: type[APIError], message: str, param: str | None, code: str | None) -> APIError:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -63,10 +64,12 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     # OpenAI answers schema errors with 400, not FastAPI's 422.
     first = exc.errors()[0]
     if first.get("type") == "json_invalid":
-        return error_response(InvalidRequest(
-            "We could not parse the JSON body of your request: it is not valid JSON.",
-            code="invalid_json",
-        ))
+        return error_response(
+            InvalidRequest(
+                "We could not parse the JSON body of your request: it is not valid JSON.",
+                code="invalid_json",
+            )
+        )
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
     where = f" (at '{param}')" if param else ""
@@ -92,9 +95,7 @@ async def json_body(request: Request) -> None:
     """Reject non-JSON and oversize bodies before FastAPI parses them."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got '{media_type or 'none'}'."
-        )
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got '{media_type or 'none'}'.")
     limit = request.app.state.limits.max_request_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -107,9 +108,7 @@ def _unhealthy_deployments() -> list[str]:
     if app is None:
         return [f"application {app_name} not found"]
     return [
-        f"deployment {name}: {status.status}"
-        for name, status in app.deployments.items()
-        if status.status != "HEALTHY"
+        f"deployment {name}: {status.status}" for name, status in app.deployments.items() if status.status != "HEALTHY"
     ]
 
 

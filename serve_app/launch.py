@@ -46,7 +46,6 @@ def _announce_when_ready(base_url: str, poll_s: float = 1.0) -> None:
             pass
         time.sleep(poll_s)
     print(
-        f"\nREADY in {time.monotonic() - started:.1f}s: {base_url} "
-        f"(OpenAI base URL {base_url}/v1). Ctrl-C stops.\n",
+        f"\nREADY in {time.monotonic() - started:.1f}s: {base_url} (OpenAI base URL {base_url}/v1). Ctrl-C stops.\n",
         flush=True,
     )

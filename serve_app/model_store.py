@@ -127,7 +127,9 @@ def staging_dir(root: str | Path, name: str, version: str) -> Path:
     return staging
 
 
-def install(staging: Path, root: str | Path, name: str, version: str, *, source: str, replace: bool = False) -> ModelRef:
+def install(
+    staging: Path, root: str | Path, name: str, version: str, *, source: str, replace: bool = False
+) -> ModelRef:
     """Write the manifest of a complete ``staging`` directory and rename it into place.
 
     ``staging`` is consumed: moved into the store, or deleted if that fails.
@@ -172,9 +174,7 @@ def import_dir(src: Path, root: str | Path, name: str, version: str, *, source: 
     return install(staging, root, name, version, source=source)
 
 
-def fetch_from_hub(
-    repo_id: str, root: str | Path, name: str, version: str, *, revision: str | None = None
-) -> ModelRef:
+def fetch_from_hub(repo_id: str, root: str | Path, name: str, version: str, *, revision: str | None = None) -> ModelRef:
     from huggingface_hub import HfApi, snapshot_download
 
     _refuse_existing(root, name, version)

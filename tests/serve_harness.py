@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -61,7 +61,10 @@ def wait_running(names: set[str], timeout_s: float) -> None:
 
 
 def application(
-    config_name: str, *, name: str | None = None, route_prefix: str | None = None,
+    config_name: str,
+    *,
+    name: str | None = None,
+    route_prefix: str | None = None,
     edit: Callable[[dict], None] | None = None,
 ) -> dict:
     """The config file's first application, with test-specific edits."""

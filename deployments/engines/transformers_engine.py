@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from deployments.engines.base import (
     GenerationDelta,
@@ -42,14 +43,11 @@ class TransformersEngine:
         if config.cpu_threads:
             torch.set_num_threads(config.cpu_threads)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=getattr(torch, _DTYPES[config.dtype])
-        ).eval()
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, _DTYPES[config.dtype])).eval()
         native_len = model.config.max_position_embeddings
         if config.max_model_len and config.max_model_len > native_len:
             raise ValueError(
-                f"llm.max_model_len={config.max_model_len} exceeds the model's "
-                f"max_position_embeddings={native_len}"
+                f"llm.max_model_len={config.max_model_len} exceeds the model's max_position_embeddings={native_len}"
             )
         return cls(model, tokenizer, config.max_model_len or native_len)
 
@@ -132,9 +130,7 @@ class _Decoding:
         return int(torch.multinomial(probs, num_samples=1, generator=self._rng))
 
 
-def _last_delta(
-    matcher: StopStringMatcher, text: str, unreported: int, reason: str
-) -> GenerationDelta:
+def _last_delta(matcher: StopStringMatcher, text: str, unreported: int, reason: str) -> GenerationDelta:
     emitted, stopped = matcher.feed(text)
     if not stopped:
         emitted += matcher.flush()

@@ -15,9 +15,10 @@ come from `serve_app.runtime`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from deployments.engines.base import FinishReason, GenerationDelta, SamplingSettings
 from serve_app.config import LLMConfig

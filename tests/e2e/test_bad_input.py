@@ -32,7 +32,9 @@ def http(local_app):
 
 
 def test_malformed_json(http):
-    reply = http.post("/v1/chat/completions", content=b'{"model": "x", "messages": [', headers={"content-type": "application/json"})
+    reply = http.post(
+        "/v1/chat/completions", content=b'{"model": "x", "messages": [', headers={"content-type": "application/json"}
+    )
     assert_envelope(reply, 400, code="invalid_json")
 
 
@@ -73,7 +75,9 @@ def test_prompt_alone_over_context_is_400(http):
 
 
 def test_wrong_content_type_is_415(http):
-    reply = http.post("/v1/chat/completions", content=b"model=x", headers={"content-type": "application/x-www-form-urlencoded"})
+    reply = http.post(
+        "/v1/chat/completions", content=b"model=x", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert_envelope(reply, 415)
 
 
@@ -96,7 +100,9 @@ def test_sdk_raises_typed_errors(openai_client):
     with pytest.raises(openai.BadRequestError) as info:
         openai_client.chat.completions.create(model=LOCAL_MODEL, messages=GOOD_CHAT["messages"], max_tokens=99999)
     assert info.value.code == "context_length_exceeded"
-    assert openai_client.chat.completions.create(model=LOCAL_MODEL, messages=GOOD_CHAT["messages"], max_tokens=2).choices
+    assert openai_client.chat.completions.create(
+        model=LOCAL_MODEL, messages=GOOD_CHAT["messages"], max_tokens=2
+    ).choices
 
 
 def test_health_and_ready(http):

@@ -55,7 +55,11 @@ def test_chat_is_reproducible_with_a_seed(openai_client):
 def test_chat_stream_arrives_in_chunks_and_matches_the_plain_answer(openai_client):
     plain = openai_client.chat.completions.create(model=LOCAL_MODEL, messages=CHAT, max_tokens=24, seed=5)
     stream = openai_client.chat.completions.create(
-        model=LOCAL_MODEL, messages=CHAT, max_tokens=24, seed=5, stream=True,
+        model=LOCAL_MODEL,
+        messages=CHAT,
+        max_tokens=24,
+        seed=5,
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -76,7 +80,7 @@ def test_raw_sse_events_are_incremental_and_end_with_done(local_app):
         for line in reply.iter_lines():
             if line:
                 assert line.startswith("data: ")
-                events.append(line[len("data: "):])
+                events.append(line[len("data: ") :])
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
@@ -89,31 +93,35 @@ def test_completions_plain_streamed_and_usage(openai_client, tokenizer):
     plain = openai_client.completions.create(model=LOCAL_MODEL, prompt=prompt, max_tokens=10, seed=3)
     assert plain.object == "text_completion"
     assert plain.usage.prompt_tokens == len(tokenizer.encode(prompt))
-    streamed = list(openai_client.completions.create(
-        model=LOCAL_MODEL, prompt=prompt, max_tokens=10, seed=3, stream=True))
+    streamed = list(
+        openai_client.completions.create(model=LOCAL_MODEL, prompt=prompt, max_tokens=10, seed=3, stream=True)
+    )
     assert "".join(c.choices[0].text for c in streamed if c.choices) == plain.choices[0].text
     echoed = openai_client.completions.create(model=LOCAL_MODEL, prompt=prompt, max_tokens=4, echo=True, seed=3)
     assert echoed.choices[0].text.startswith(prompt)
 
 
 def test_stop_string_truncates_the_answer(openai_client):
-    reference = openai_client.completions.create(
-        model=LOCAL_MODEL, prompt="One two three", max_tokens=30, temperature=0).choices[0].text
+    reference = (
+        openai_client.completions.create(model=LOCAL_MODEL, prompt="One two three", max_tokens=30, temperature=0)
+        .choices[0]
+        .text
+    )
     if len(reference) < 6:
         pytest.skip("greedy output too short to pick a stop string from")
     stop = reference[3:6]
     cut = openai_client.completions.create(
-        model=LOCAL_MODEL, prompt="One two three", max_tokens=30, temperature=0, stop=[stop])
+        model=LOCAL_MODEL, prompt="One two three", max_tokens=30, temperature=0, stop=[stop]
+    )
     assert cut.choices[0].finish_reason == "stop"
     assert cut.choices[0].text == reference[: reference.index(stop)]
 
 
 async def test_eight_concurrent_requests_all_succeed(local_app):
     client = openai.AsyncOpenAI(base_url=f"{local_app}/v1", api_key="unused", max_retries=0, timeout=120)
-    replies = await asyncio.gather(*(
-        client.chat.completions.create(model=LOCAL_MODEL, messages=CHAT, max_tokens=16, seed=i)
-        for i in range(8)
-    ))
+    replies = await asyncio.gather(
+        *(client.chat.completions.create(model=LOCAL_MODEL, messages=CHAT, max_tokens=16, seed=i) for i in range(8))
+    )
     assert all(r.choices[0].finish_reason in ("stop", "length") for r in replies)
     # Same seed alone and under load: concurrent requests do not disturb each other.
     alone = await client.chat.completions.create(model=LOCAL_MODEL, messages=CHAT, max_tokens=16, seed=3)

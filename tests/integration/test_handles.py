@@ -54,7 +54,8 @@ async def test_llm_deployment_handle_streams_the_same_text_as_unstreamed():
 async def test_stream_reports_usage_when_asked():
     llm = serve.get_deployment_handle("LLM", app_name="default")
     chunks = [
-        c async for c in llm.options(stream=True).chat_stream.remote(
+        c
+        async for c in llm.options(stream=True).chat_stream.remote(
             chat_request(seed=3, stream_options={"include_usage": True})
         )
     ]

@@ -139,8 +139,7 @@ def concurrent_settings(seed: int) -> SamplingSettings:
 
 async def test_concurrent_generations_equal_the_same_generations_run_one_by_one(engine, prompt_ids):
     one_by_one = [
-        text_of(await collect(engine, prompt_ids, concurrent_settings(seed), f"r{seed}"))
-        for seed in CONCURRENT_SEEDS
+        text_of(await collect(engine, prompt_ids, concurrent_settings(seed), f"r{seed}")) for seed in CONCURRENT_SEEDS
     ]
     at_once = await asyncio.gather(
         *(collect(engine, prompt_ids, concurrent_settings(seed), f"r{seed}") for seed in CONCURRENT_SEEDS)

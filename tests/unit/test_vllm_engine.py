@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from vllm import AsyncEngineArgs
@@ -219,7 +220,7 @@ async def test_generate_sends_token_ids_and_maps_deltas_in_order() -> None:
         GenerationDelta(" there", 1),
         GenerationDelta("", 1, "stop"),
     ]
-    (prompt, params, request_id), = fake.calls
+    ((prompt, params, request_id),) = fake.calls
     # A rendered token input, not a string: vLLM must not re-tokenize.
     assert prompt == {"type": "token", "prompt_token_ids": [1, 2, 3]}
     assert params.output_kind is RequestOutputKind.DELTA
@@ -276,11 +277,8 @@ async def test_engine_abort_surfaces_as_service_unavailable() -> None:
 def test_module_imports_without_vllm() -> None:
     # The CPU path imports the engines package; it must not pay for vllm/torch.
     probe = (
-        "import sys, deployments.engines.vllm_engine; "
-        "print(sorted(m for m in ('vllm', 'torch') if m in sys.modules))"
+        "import sys, deployments.engines.vllm_engine; print(sorted(m for m in ('vllm', 'torch') if m in sys.modules))"
     )
     repo_root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -1,0 +1,164 @@
+"""Chat latency through the HTTP ingress vs the same engine called in-process, in one run.
+
+    python benchmarks/chat_latency.py                      # starts configs/local.yaml itself
+    python benchmarks/chat_latency.py --base-url http://127.0.0.1:8000   # an already running server
+
+Both sides run the same chat request (same prompt tokens, same seed, same
+max_tokens) sequentially and then 8 at a time; the ratio is the serving overhead:
+HTTP + JSON + ingress replica + handle hop + LLM replica around the same engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MESSAGES = [{"role": "user", "content": "Write one sentence about the sea."}]
+
+
+def main() -> None:
+    args = _args()
+    config = yaml.safe_load(Path(args.config).read_text())
+    llm = config["applications"][0]["args"]["llm"]
+    server = None if args.base_url else _start_server(args.config)
+    base_url = args.base_url or server[1]
+    try:
+        http = asyncio.run(_measure_http(base_url, llm["served_name"], args))
+    finally:
+        if server:
+            server[0].send_signal(signal.SIGINT)
+            server[0].wait(timeout=90)
+    direct = asyncio.run(_measure_direct(config["applications"][0]["args"], args))
+    _report(http, direct, args)
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "configs" / "local.yaml"))
+    parser.add_argument("--base-url", help="measure a running server instead of starting one")
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=8)
+    return parser.parse_args()
+
+
+def _start_server(config_path: str) -> tuple[subprocess.Popen, str]:
+    config = yaml.safe_load(Path(config_path).read_text())
+    port = _free_port()
+    config["http_options"]["port"] = port
+    tmp = Path(tempfile.mkdtemp()) / "bench.yaml"
+    tmp.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serve_app", "run", str(tmp)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    while time.monotonic() - started < 300:
+        try:
+            if httpx.get(f"{base_url}/ready", timeout=5).status_code == 200:
+                print(f"server ready in {time.monotonic() - started:.1f}s")
+                return proc, base_url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    proc.kill()
+    raise SystemExit("server did not become ready in 300s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _measure_http(base_url: str, model: str, args: argparse.Namespace) -> dict:
+    body = {"model": model, "messages": MESSAGES, "max_tokens": args.max_tokens, "seed": 0}
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+
+        async def one() -> int:
+            reply = await client.post("/v1/chat/completions", json=body)
+            reply.raise_for_status()
+            return reply.json()["usage"]["completion_tokens"]
+
+        return await _run(one, args)
+
+
+async def _measure_direct(app_args: dict, args: argparse.Namespace) -> dict:
+    from deployments import llm_requests
+    from deployments.engines.transformers_engine import TransformersEngine
+    from serve_app.config import parse_app_config
+    from serve_app.model_store import verify
+    from serve_app.protocol import ChatCompletionRequest
+
+    config = parse_app_config(app_args)
+    ref = verify(config.model_store, config.llm.model, config.llm.version)
+    engine = TransformersEngine.create(ref.path, config.llm)
+    request = ChatCompletionRequest(model=config.llm.served_name, messages=MESSAGES, max_tokens=args.max_tokens, seed=0)
+
+    async def one() -> int:
+        prompt_ids = llm_requests.chat_prompt_ids(engine.tokenizer, request)
+        settings = llm_requests.sampling_settings(request, len(prompt_ids), engine.max_model_len, "messages")
+        return sum([d.new_tokens async for d in engine.generate(prompt_ids, settings, "bench")])
+
+    return await _run(one, args)
+
+
+async def _run(one, args: argparse.Namespace) -> dict:
+    for _ in range(3):  # warm-up: first calls pay for lazy initialisation
+        await one()
+    latencies, tokens = [], []
+    for _ in range(args.requests):
+        started = time.perf_counter()
+        tokens.append(await one())
+        latencies.append(time.perf_counter() - started)
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def gated() -> int:
+        async with gate:
+            return await one()
+
+    started = time.perf_counter()
+    burst = await asyncio.gather(*(gated() for _ in range(args.requests)))
+    burst_s = time.perf_counter() - started
+    return {
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p90_ms": 1000 * statistics.quantiles(latencies, n=10)[-1],
+        "tokens": statistics.mean(tokens),
+        "burst_req_s": len(burst) / burst_s,
+    }
+
+
+def _report(http: dict, direct: dict, args: argparse.Namespace) -> None:
+    print(
+        f"\nchat completion, max_tokens={args.max_tokens}: {args.requests} requests one by one, "
+        f"then {args.requests} with {args.concurrency} in flight"
+    )
+    print(f"{'':22}{'p50 ms':>10}{'p90 ms':>10}{'tokens':>9}{'req/s':>9}")
+    for name, row in (("HTTP (ingress+LLM)", http), ("engine in-process", direct)):
+        print(f"{name:22}{row['p50_ms']:10.1f}{row['p90_ms']:10.1f}{row['tokens']:9.1f}{row['burst_req_s']:9.1f}")
+    print(
+        f"ratio HTTP/direct p50: {http['p50_ms'] / direct['p50_ms']:.2f}x; "
+        f"throughput at {args.concurrency} in flight, direct/HTTP: {direct['burst_req_s'] / http['burst_req_s']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The user's command: `python -m serve_app run configs/local.yaml` (what `make serve` runs).
+
+Runs in its own process with its own Ray, like a user's terminal; only the HTTP
+port differs from configs/local.yaml so it cannot collide with a running server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from openai import OpenAI
+
+from tests import serve_harness
+from tests.conftest import LOCAL_MODEL
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_models):
+    config = serve_harness.load_config("local.yaml")
+    port = serve_harness.free_port()
+    config["http_options"]["port"] = port
+    path = tmp_path_factory.mktemp("config") / "local.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = path.with_suffix(".log")
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serve_app", "run", str(path)],
+            cwd=serve_harness.REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        _wait_for_line(proc, log, "READY", timeout_s=300)
+        yield proc, f"http://127.0.0.1:{port}", time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for_line(proc: subprocess.Popen, log, marker: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if marker in log.read_text():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"exited with {proc.returncode} before ready:\n{log.read_text()[-4000:]}")
+        time.sleep(1)
+    pytest.fail(f"not ready after {timeout_s}s:\n{log.read_text()[-4000:]}")
+
+
+def test_serves_the_openai_api_once_ready(served):
+    _, base_url, seconds_to_ready = served
+    client = OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+    assert LOCAL_MODEL in [m.id for m in client.models.list().data]
+    reply = client.chat.completions.create(
+        model=LOCAL_MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=8
+    )
+    assert reply.choices[0].message.role == "assistant"
+    print(f"ready {seconds_to_ready:.1f}s after start")
+
+
+def test_ctrl_c_stops_cleanly(served):
+    proc, _, _ = served
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=90) == 0
