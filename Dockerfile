@@ -30,4 +30,5 @@ ENV PATH=/app/.venv/bin:$PATH RAY_USAGE_STATS_ENABLED=0
 VOLUME ["/models", "/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s CMD curl -fsS http://127.0.0.1:8000/health || exit 1
-CMD ["serve", "run", "configs/prod.yaml"]
+# `serve run` with the dashboard off and SIGTERM (docker stop) mapped to a clean Serve shutdown.
+CMD ["python", "-m", "serve_app", "run", "configs/prod.yaml"]

@@ -97,9 +97,11 @@ async def json_body(request: Request) -> None:
     if media_type != "application/json":
         raise UnsupportedMediaType(f"Content-Type must be application/json, got '{media_type or 'none'}'.")
     limit = request.app.state.limits.max_request_bytes
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {limit} bytes.")
+    length = request.headers.get("content-length", "")
+    # A chunked body declares no length: measure it (Starlette caches it for FastAPI's parser).
+    size = int(length) if length.isdigit() else len(await request.body())
+    if size > limit:
+        raise PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit} bytes.")
 
 
 def _unhealthy_deployments() -> list[str]:

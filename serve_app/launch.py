@@ -9,22 +9,39 @@ deploys the file, and on Ctrl-C shuts Serve and this Ray down.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import urllib.request
 
 import yaml
 
+SERVE_NAMESPACE = "serve"  # what `serve run` and Serve's handles use
+
 
 def run(config_path: str, *, dashboard: bool = False) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _stop_on_signals()
     import ray
-    from ray.serve._private.constants import SERVE_NAMESPACE
     from ray.serve.scripts import cli
 
-    ray.init(namespace=SERVE_NAMESPACE, include_dashboard=dashboard)
-    threading.Thread(target=_announce_when_ready, args=(_base_url(config_path),), daemon=True).start()
+    context = ray.init(namespace=SERVE_NAMESPACE, include_dashboard=dashboard)
+    announce = (_base_url(config_path), context.address_info["gcs_address"])
+    threading.Thread(target=_announce_when_ready, args=announce, daemon=True).start()
     cli.main(["run", config_path], prog_name="serve")
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (docker stop, Kubernetes) both take `serve run`'s clean shutdown path.
+
+    SIGINT is restored too: a shell that starts us in the background ignores it.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _base_url(config_path: str) -> str:
@@ -35,7 +52,7 @@ def _base_url(config_path: str) -> str:
     return f"http://{host}:{http.get('port', 8000)}"
 
 
-def _announce_when_ready(base_url: str, poll_s: float = 1.0) -> None:
+def _announce_when_ready(base_url: str, ray_address: str, poll_s: float = 1.0) -> None:
     started = time.monotonic()
     while True:
         try:

@@ -109,3 +109,14 @@ def test_health_and_ready(http):
     assert http.get("/health").json() == {"status": "ok"}
     ready = http.get("/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_oversize_chunked_body_without_length_is_413(http):
+    def body():
+        yield b'{"model": "tiny-qwen2", "prompt": "'
+        for _ in range(64):
+            yield b"x" * 32768
+        yield b'"}'
+
+    reply = http.post("/v1/completions", content=body(), headers={"content-type": "application/json"})
+    assert_envelope(reply, 413)
