@@ -20,13 +20,14 @@ SERVE_NAMESPACE = "serve"  # what `serve run` and Serve's handles use
 
 
 def run(config_path: str, *, dashboard: bool = False) -> None:
+    started = time.monotonic()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     _stop_on_signals()
     import ray
     from ray.serve.scripts import cli
 
     context = ray.init(namespace=SERVE_NAMESPACE, include_dashboard=dashboard)
-    announce = (_base_url(config_path), context.address_info["gcs_address"])
+    announce = (_base_url(config_path), context.address_info["gcs_address"], started)
     threading.Thread(target=_announce_when_ready, args=announce, daemon=True).start()
     cli.main(["run", config_path], prog_name="serve")
 
@@ -52,8 +53,7 @@ def _base_url(config_path: str) -> str:
     return f"http://{host}:{http.get('port', 8000)}"
 
 
-def _announce_when_ready(base_url: str, ray_address: str, poll_s: float = 1.0) -> None:
-    started = time.monotonic()
+def _announce_when_ready(base_url: str, ray_address: str, started: float, poll_s: float = 1.0) -> None:
     while True:
         try:
             with urllib.request.urlopen(f"{base_url}/ready", timeout=5) as reply:
@@ -63,6 +63,9 @@ def _announce_when_ready(base_url: str, ray_address: str, poll_s: float = 1.0) -
             pass
         time.sleep(poll_s)
     print(
-        f"\nREADY in {time.monotonic() - started:.1f}s: {base_url} (OpenAI base URL {base_url}/v1). Ctrl-C stops.\n",
+        f"\nREADY in {time.monotonic() - started:.1f}s: {base_url} (OpenAI base URL {base_url}/v1)"
+        f"\nPython handles (with RAY_AUTH_MODE=token exported): "
+        f"ray.init(address={ray_address!r}, namespace={SERVE_NAMESPACE!r})"
+        "\nCtrl-C stops.\n",
         flush=True,
     )
