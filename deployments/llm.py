@@ -18,6 +18,7 @@ from typing import Any
 from ray import serve
 
 from deployments import llm_requests as mapping
+from deployments.engines.base import GenerationDelta
 from serve_app.config import LLMConfig
 from serve_app.errors import NotFound, RequestT, parse_request
 from serve_app.protocol import (
@@ -85,23 +86,19 @@ class LLMDeployment:
 
     async def chat(self, request: ChatCompletionRequest | dict) -> ChatCompletion:
         request = self._accept(ChatCompletionRequest, request)
-        prompt_ids = mapping.chat_prompt_ids(self._tokenizer, request)
-        acc = mapping.Accumulator(prompt_tokens=len(prompt_ids))
-        async for delta in self._generate(request, prompt_ids, "messages"):
+        acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages")
+        async for delta in deltas:
             acc.add(delta)
         return mapping.chat_completion(self._config.served_name, acc)
 
     async def chat_stream(self, request: ChatCompletionRequest | dict) -> AsyncIterator[ChatCompletionChunk]:
+        # Everything that can reject the request runs before the first chunk, so a
+        # caller awaiting that chunk gets a plain error instead of a broken stream.
         request = self._accept(ChatCompletionRequest, request)
-        prompt_ids = mapping.chat_prompt_ids(self._tokenizer, request)
-        acc = mapping.Accumulator(prompt_tokens=len(prompt_ids))
-        deltas = self._generate(request, prompt_ids, "messages")
-        # Validation (context length) runs before the first chunk, so a caller that
-        # awaits the first chunk learns of a bad request before committing to a stream.
-        first = await anext(deltas)
+        acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages")
         base = ChatCompletion(model=self._config.served_name, choices=[], usage=acc.usage)
         yield mapping.chat_chunk(base, ChunkDelta(role="assistant", content=""))
-        async for delta in _chain(first, deltas):
+        async for delta in deltas:
             acc.add(delta)
             if delta.text or delta.finish_reason:
                 yield mapping.chat_chunk(base, ChunkDelta(content=delta.text or None), delta.finish_reason)
@@ -110,23 +107,19 @@ class LLMDeployment:
 
     async def completion(self, request: CompletionRequest | dict) -> Completion:
         request = self._accept(CompletionRequest, request)
-        prompt_ids = mapping.completion_prompt_ids(self._tokenizer, request)
-        acc = mapping.Accumulator(prompt_tokens=len(prompt_ids))
-        async for delta in self._generate(request, prompt_ids, "prompt"):
+        acc, deltas = self._start(request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt")
+        async for delta in deltas:
             acc.add(delta)
         echo = request.prompt_text if request.echo else ""
         return mapping.text_completion(self._config.served_name, acc, echo)
 
     async def completion_stream(self, request: CompletionRequest | dict) -> AsyncIterator[Completion]:
         request = self._accept(CompletionRequest, request)
-        prompt_ids = mapping.completion_prompt_ids(self._tokenizer, request)
-        acc = mapping.Accumulator(prompt_tokens=len(prompt_ids))
-        deltas = self._generate(request, prompt_ids, "prompt")
-        first = await anext(deltas)
+        acc, deltas = self._start(request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt")
         base = Completion(model=self._config.served_name, choices=[])
         if request.echo:
             yield mapping.completion_chunk(base, request.prompt_text)
-        async for delta in _chain(first, deltas):
+        async for delta in deltas:
             acc.add(delta)
             if delta.text or delta.finish_reason:
                 yield mapping.completion_chunk(base, delta.text, delta.finish_reason)
@@ -142,13 +135,10 @@ class LLMDeployment:
             raise NotFound(f"The model '{request.model}' does not exist", param="model")
         return request
 
-    async def _generate(self, request: Any, prompt_ids: list[int], prompt_param: str):
+    def _start(
+        self, request: Any, prompt_ids: list[int], prompt_param: str
+    ) -> tuple[mapping.Accumulator, AsyncIterator[GenerationDelta]]:
+        """Validate the request against the context window, then start generating."""
         settings = mapping.sampling_settings(request, len(prompt_ids), self._engine.max_model_len, prompt_param)
-        async for delta in self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex):
-            yield delta
-
-
-async def _chain(first, rest):
-    yield first
-    async for item in rest:
-        yield item
+        deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
+        return mapping.Accumulator(prompt_tokens=len(prompt_ids)), deltas
