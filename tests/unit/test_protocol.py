@@ -279,3 +279,11 @@ def test_usage_of_sums_prompt_and_completion_tokens():
 
 def test_usage_of_zero_completion_tokens():
     assert Usage.of(3, 0).total_tokens == 3
+
+
+def test_stream_delta_serialises_only_what_it_carries():
+    from serve_app.protocol import ChunkDelta
+
+    assert ChunkDelta(role="assistant", content="").model_dump() == {"role": "assistant", "content": ""}
+    assert ChunkDelta(content="hi").model_dump() == {"content": "hi"}
+    assert ChunkDelta().model_dump() == {}
