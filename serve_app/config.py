@@ -43,6 +43,11 @@ class IngressConfig(_Strict):
     probe_timeout_s: float = Field(
         default=5.0, gt=0.0, description="How long /ready and /v1/models wait on each deployment."
     )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the key clients send as `Authorization: Bearer <key>`. "
+        "Unset: no authentication. The key itself never goes in the YAML.",
+    )
 
 
 class AppConfig(_Strict):

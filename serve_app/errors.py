@@ -52,6 +52,11 @@ class ContextLengthExceeded(InvalidRequest):
     default_code = "context_length_exceeded"
 
 
+class AuthenticationFailed(APIError):
+    type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
 class NotFound(APIError):
     type = "invalid_request_error"
     default_code = "model_not_found"
@@ -80,6 +85,7 @@ class InternalError(APIError):
 STATUS: dict[type[APIError], int] = {
     InvalidRequest: 400,
     ContextLengthExceeded: 400,
+    AuthenticationFailed: 401,
     NotFound: 404,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,

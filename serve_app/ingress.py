@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serve_app.config import IngressConfig
 from serve_app.errors import (
     APIError,
+    AuthenticationFailed,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -104,6 +107,30 @@ async def json_body(request: Request) -> None:
         raise PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit} bytes.")
 
 
+async def api_key(request: Request) -> None:
+    expected = request.app.state.api_key
+    if expected is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected.encode()):
+        raise AuthenticationFailed("Incorrect or missing API key: send `Authorization: Bearer <key>`.")
+
+
+JSON_API = [Depends(api_key), Depends(json_body)]
+
+
+def _required_api_key(env_name: str | None) -> str | None:
+    if env_name is None:
+        return None
+    key = os.environ.get(env_name)
+    if not key:
+        raise RuntimeError(
+            f"ingress.api_key_env is {env_name!r} but that variable is empty or unset in the ingress replica; "
+            "export it before `serve run`, or set it in the application's runtime_env.env_vars"
+        )
+    return key
+
+
 def _unhealthy_deployments() -> list[str]:
     app_name = serve.get_replica_context().app_name
     app = serve.status().applications.get(app_name)
@@ -121,6 +148,7 @@ class Ingress:
         self._llms = llms
         self._config = config
         api.state.limits = config
+        api.state.api_key = _required_api_key(config.api_key_env)
 
     def _llm(self, model: str) -> DeploymentHandle:
         handle = self._llms.get(model)
@@ -139,18 +167,18 @@ class Ingress:
             return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @api.get("/v1/models", response_model=ModelList)
+    @api.get("/v1/models", response_model=ModelList, dependencies=[Depends(api_key)])
     async def models(self) -> ModelList:
         cards = await asyncio.gather(*(self._card(name, h) for name, h in self._llms.items()))
         return ModelList(data=list(cards))
 
-    @api.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=[Depends(json_body)])
+    @api.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=JSON_API)
     async def chat_completions(self, body: ChatCompletionRequest) -> Any:
         if body.stream:
             return await sse_response(self.chat_stream(body))
         return await self.chat(body)
 
-    @api.post("/v1/completions", response_model=Completion, dependencies=[Depends(json_body)])
+    @api.post("/v1/completions", response_model=Completion, dependencies=JSON_API)
     async def completions(self, body: CompletionRequest) -> Any:
         if body.stream:
             return await sse_response(self.completion_stream(body))

@@ -18,6 +18,8 @@ APP = "prod-plan"
 def _tiny_model(app: dict) -> None:
     app["args"]["llm"].update(served_name=LOCAL_MODEL, model=LOCAL_MODEL, version="v1", dtype="auto")
     app["args"]["llm"]["max_model_len"] = 1024
+    env_name = app["args"]["ingress"]["api_key_env"]
+    app["runtime_env"] = {"env_vars": {env_name: "sk-prod-plan-test"}}
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 from serve_app.errors import (
     STATUS,
     APIError,
+    AuthenticationFailed,
     ContextLengthExceeded,
     InternalError,
     InvalidRequest,
@@ -26,6 +27,7 @@ EXPECTED = [
     (ContextLengthExceeded, 400, "invalid_request_error", "context_length_exceeded"),
     (NotFound, 404, "invalid_request_error", "model_not_found"),
     (PayloadTooLarge, 413, "invalid_request_error", "payload_too_large"),
+    (AuthenticationFailed, 401, "invalid_request_error", "invalid_api_key"),
     (UnsupportedMediaType, 415, "invalid_request_error", "unsupported_media_type"),
     (InternalError, 500, "server_error", "internal_error"),
     (ServiceUnavailable, 503, "server_error", "service_unavailable"),

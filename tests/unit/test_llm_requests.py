@@ -168,9 +168,7 @@ def test_chat_chunk_reuses_id_created_and_model_of_the_completion():
     assert chunk["created"] == base.created
     assert chunk["model"] == "m"
     assert chunk["object"] == "chat.completion.chunk"
-    assert chunk["choices"] == [
-        {"index": 0, "delta": {"content": "He"}, "finish_reason": None, "logprobs": None}
-    ]
+    assert chunk["choices"] == [{"index": 0, "delta": {"content": "He"}, "finish_reason": None, "logprobs": None}]
     assert chunk["usage"] is None
 
 
