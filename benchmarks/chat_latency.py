@@ -40,7 +40,7 @@ def main() -> None:
         if server:
             server[0].send_signal(signal.SIGINT)
             server[0].wait(timeout=90)
-    direct = asyncio.run(_measure_direct(config["applications"][0]["args"], args))
+    direct = asyncio.run(_measure_direct(config["applications"][0], args))
     _report(http, direct, args)
 
 
@@ -101,14 +101,19 @@ async def _measure_http(base_url: str, model: str, args: argparse.Namespace) -> 
         return await _run(one, args)
 
 
-async def _measure_direct(app_args: dict, args: argparse.Namespace) -> dict:
+async def _measure_direct(app: dict, args: argparse.Namespace) -> dict:
+    import torch
+
     from deployments import llm_requests
     from deployments.engines.transformers_engine import TransformersEngine
     from serve_app.config import parse_app_config
     from serve_app.model_store import verify
     from serve_app.protocol import ChatCompletionRequest
 
-    config = parse_app_config(app_args)
+    config = parse_app_config(app["args"])
+    # Same torch threads as the replica, where Ray sets OMP_NUM_THREADS to its num_cpus.
+    llm_options = next(d for d in app["deployments"] if d["name"] == "LLM")
+    torch.set_num_threads(config.llm.cpu_threads or max(1, int(llm_options["ray_actor_options"]["num_cpus"])))
     ref = verify(config.model_store, config.llm.model, config.llm.version)
     engine = TransformersEngine.create(ref.path, config.llm)
     request = ChatCompletionRequest(model=config.llm.served_name, messages=MESSAGES, max_tokens=args.max_tokens, seed=0)
