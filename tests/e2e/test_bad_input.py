@@ -120,3 +120,16 @@ def test_oversize_chunked_body_without_length_is_413(http):
 
     reply = http.post("/v1/completions", content=body(), headers={"content-type": "application/json"})
     assert_envelope(reply, 413)
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe\x00", b"null", b"", b"42"])
+def test_bodies_that_are_not_a_json_object(http, raw):
+    reply = http.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert_envelope(reply, 400)
+
+
+def test_image_content_part_is_rejected_by_the_text_llm(http):
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]
+    reply = http.post("/v1/chat/completions", json={**GOOD_CHAT, "messages": messages})
+    assert_envelope(reply, 400)
+    assert reply.json()["error"]["param"].startswith("messages.0.content")
