@@ -9,6 +9,7 @@ Callable from the ingress and from notebooks alike:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -48,6 +49,7 @@ class LLMDeployment:
         self._ref = verify(model_store, llm.model, llm.version)
         self._engine = create_engine(llm, self._ref.path)
         self._tokenizer = self._engine.tokenizer
+        self._stats = GenerationStats()
         logger.info(
             "LLM %s (%s/%s) loaded on engine %s, context %d tokens",
             llm.served_name,
@@ -80,6 +82,10 @@ class LLMDeployment:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "node_id": context.get_node_id(),
         }
+
+    def stats(self) -> dict[str, int]:
+        """Generations on this replica: running now, and how past ones ended."""
+        return self._stats.snapshot()
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
@@ -141,4 +147,30 @@ class LLMDeployment:
         """Validate the request against the context window, then start generating."""
         settings = mapping.sampling_settings(request, len(prompt_ids), self._engine.max_model_len, prompt_param)
         deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
-        return mapping.Accumulator(prompt_tokens=len(prompt_ids)), deltas
+        return mapping.Accumulator(prompt_tokens=len(prompt_ids)), self._stats.track(deltas)
+
+
+class GenerationStats:
+    """Counts generations by outcome; `cancelled` proves a client that went away stopped its work."""
+
+    def __init__(self) -> None:
+        self._counts = {"in_flight": 0, "completed": 0, "cancelled": 0, "failed": 0}
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    async def track(self, deltas: AsyncIterator[GenerationDelta]) -> AsyncIterator[GenerationDelta]:
+        self._counts["in_flight"] += 1
+        outcome = "failed"
+        try:
+            async for delta in deltas:
+                yield delta
+            outcome = "completed"
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "cancelled"
+            raise
+        finally:
+            self._counts["in_flight"] -= 1
+            self._counts[outcome] += 1
+            # Stop the engine now (vLLM frees the sequence's KV blocks), not at garbage collection.
+            await deltas.aclose()
