@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import yaml
+
+from serve_app.launch import free_port, spawn
 
 REPO = Path(__file__).resolve().parents[1]
 MESSAGES = [{"role": "user", "content": "Write one sentence about the sea."}]
@@ -55,21 +55,11 @@ def _args() -> argparse.Namespace:
 
 
 def _start_server(config_path: str) -> tuple[subprocess.Popen, str]:
-    config = yaml.safe_load(Path(config_path).read_text())
-    port = _free_port()
-    config["http_options"]["port"] = port
-    tmp = Path(tempfile.mkdtemp()) / "bench.yaml"
-    tmp.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_app", "run", str(tmp)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    port = free_port()
+    proc = spawn(config_path, port=port, cwd=REPO, workdir=Path(tempfile.mkdtemp()), stdout=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    while time.monotonic() - started < 300:
+    while time.monotonic() - started < 300 and proc.poll() is None:
         try:
             if httpx.get(f"{base_url}/ready", timeout=5).status_code == 200:
                 print(f"server ready in {time.monotonic() - started:.1f}s")
@@ -78,15 +68,7 @@ def _start_server(config_path: str) -> tuple[subprocess.Popen, str]:
             pass
         time.sleep(1)
     proc.kill()
-    raise SystemExit("server did not become ready in 300s")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    raise SystemExit(f"server not ready (exit code {proc.poll()}) after {time.monotonic() - started:.0f}s")
 
 
 async def _measure_http(base_url: str, model: str, args: argparse.Namespace) -> dict:

@@ -205,9 +205,12 @@ class Ingress:
         async for chunk in self._llm(request.model).options(stream=True).completion_stream.remote(request):
             yield chunk
 
+    async def _probe(self, handle: DeploymentHandle) -> ModelCard:
+        return await asyncio.wait_for(handle.card.remote(), self._config.probe_timeout_s)
+
     async def _card(self, name: str, handle: DeploymentHandle) -> ModelCard:
         try:
-            return await asyncio.wait_for(handle.card.remote(), self._config.probe_timeout_s)
+            return await self._probe(handle)
         except Exception:
             return ModelCard(id=name, kind="llm", engine="unavailable", version="unknown")
 
@@ -215,7 +218,7 @@ class Ingress:
         problems = await asyncio.to_thread(_unhealthy_deployments)
         for name, handle in self._llms.items():
             try:
-                await asyncio.wait_for(handle.card.remote(), self._config.probe_timeout_s)
+                await self._probe(handle)
             except Exception as exc:
                 problems.append(f"model {name}: {type(exc).__name__}")
         return problems

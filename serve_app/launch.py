@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import yaml
 
@@ -69,3 +73,28 @@ def _announce_when_ready(base_url: str, ray_address: str, started: float, poll_s
         "\nCtrl-C stops.\n",
         flush=True,
     )
+
+
+def spawn(config_path: str | Path, *, port: int, cwd: Path, workdir: Path, stdout) -> subprocess.Popen:
+    """Start `python -m serve_app run` in a child process, on a copy of the config moved to `port`.
+
+    For tests and benchmarks that run the real command beside a server that may
+    already hold the config's own port. Relative paths in the config resolve against `cwd`.
+    """
+    config = yaml.safe_load(Path(config_path).read_text())
+    config["http_options"]["port"] = port
+    moved = Path(workdir) / Path(config_path).name
+    moved.write_text(yaml.safe_dump(config))
+    return subprocess.Popen(
+        [sys.executable, "-m", "serve_app", "run", str(moved)],
+        cwd=cwd,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

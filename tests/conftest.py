@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from serve_app.launch import free_port
 from tests import serve_harness
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -40,7 +41,7 @@ def ray_session(tiny_models):
 @pytest.fixture(scope="session")
 def local_app(ray_session) -> str:
     """configs/local.yaml deployed as the `default` app; yields the HTTP base URL."""
-    port = serve_harness.free_port()
+    port = free_port()
     serve_harness.start_serve(port)
     serve_harness.deploy_apps([serve_harness.application("local.yaml")])
     return f"http://127.0.0.1:{port}"

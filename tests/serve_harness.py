@@ -8,7 +8,6 @@ controller (`ray.serve.scripts.run`); the tests do the same, so the YAML's
 from __future__ import annotations
 
 import copy
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_config(name: str) -> dict:
     return yaml.safe_load((REPO / "configs" / name).read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_serve(port: int) -> None:

@@ -6,37 +6,27 @@ port differs from configs/local.yaml so it cannot collide with a running server.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-import yaml
 from openai import OpenAI
 
+from serve_app.launch import free_port, spawn
 from tests import serve_harness
 from tests.conftest import LOCAL_MODEL
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_models):
-    config = serve_harness.load_config("local.yaml")
-    port = serve_harness.free_port()
-    config["http_options"]["port"] = port
-    path = tmp_path_factory.mktemp("config") / "local.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = path.with_suffix(".log")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("config")
+    log = workdir / "serve.log"
     started = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "serve_app", "run", str(path)],
-            cwd=serve_harness.REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        config = serve_harness.REPO / "configs" / "local.yaml"
+        proc = spawn(config, port=port, cwd=serve_harness.REPO, workdir=workdir, stdout=out)
     try:
         _wait_for_line(proc, log, "READY", timeout_s=300)
         yield proc, f"http://127.0.0.1:{port}", time.monotonic() - started
