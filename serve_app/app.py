@@ -16,4 +16,7 @@ from serve_app.ingress import Ingress
 def build_app(args: dict) -> Application:
     config = args if isinstance(args, AppConfig) else parse_app_config(args)
     llm = LLMDeployment.bind(config.llm, config.model_store, config.data_dir)
-    return Ingress.bind({config.llm.served_name: llm}, config.ingress)
+    # Handles by kind and served name (routes pick by the request's `model`), and by role.
+    models = {"llm": {config.llm.served_name: llm}}
+    services = {}
+    return Ingress.bind(models, services, config.ingress)

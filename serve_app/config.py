@@ -40,6 +40,9 @@ class LLMConfig(_Strict):
 
 class IngressConfig(_Strict):
     max_request_bytes: int = Field(default=1 << 20, ge=1024, description="Larger JSON bodies get 413.")
+    max_upload_bytes: int = Field(
+        default=25 << 20, ge=1024, description="Larger multipart uploads (audio, video, images) get 413."
+    )
     probe_timeout_s: float = Field(
         default=5.0, gt=0.0, description="How long /ready and /v1/models wait on each deployment."
     )

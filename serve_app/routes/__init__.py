@@ -1,0 +1,1 @@
+"""HTTP routes by domain, as mixins of the Ingress deployment (serve_app.ingress)."""

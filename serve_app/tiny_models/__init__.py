@@ -1,0 +1,65 @@
+"""Tiny, deterministic checkpoints of the real architectures, built offline from code.
+
+There is no model hub in CI, so each builder creates a randomly initialised model of
+the production architecture and saves it in the library's normal format; serving code
+then loads it through the same public loaders it uses for real weights. Outputs are
+noise; the code paths are the production ones.
+
+torch/transformers/tokenizers are imported inside the builders so that reading the
+registry stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from serve_app.model_store import (
+    ModelRef,
+    ModelStoreError,
+    install,
+    model_dir,
+    staging_dir,
+    verify,
+)
+from serve_app.tiny_models.llm import build_tiny_llm
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[[Path], None]
+
+TINY_MODELS: dict[str, tuple[str, Builder]] = {
+    "tiny-qwen2": ("v1", build_tiny_llm),
+}
+
+
+def _already_built(root: str | Path, name: str, version: str) -> ModelRef | None:
+    if not model_dir(root, name, version).exists():
+        return None
+    try:
+        return verify(root, name, version)
+    except ModelStoreError as exc:
+        log.warning("rebuilding %s/%s: %s", name, version, exc)
+        return None
+
+
+def build_all(root: str | Path, force: bool = False) -> list[ModelRef]:
+    """Build every registered tiny model that is missing or fails verification."""
+    refs = []
+    for name, (version, builder) in TINY_MODELS.items():
+        ref = None if force else _already_built(root, name, version)
+        if ref is None:
+            started = time.perf_counter()
+            staging = staging_dir(root, name, version)
+            try:
+                builder(staging)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            ref = install(staging, root, name, version, source=f"tiny:{builder.__name__}", replace=True)
+            log.info("built %s/%s in %.1fs", name, version, time.perf_counter() - started)
+        refs.append(ref)
+    return refs
