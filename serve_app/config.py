@@ -53,11 +53,95 @@ class IngressConfig(_Strict):
     )
 
 
+class AlignerConfig(_Strict):
+    model: str = Field(description="wav2vec2 CTC model name in the model store.")
+    version: str
+
+
+class DiarizationConfig(_Strict):
+    model: str = Field(description="A local pyannote pipeline directory in the model store (config.yaml + weights).")
+    version: str
+
+
+class SubtitleConfig(_Strict):
+    max_line_chars: int = Field(default=42, ge=10, description="Longest subtitle line (Netflix-style 42).")
+    max_lines: int = Field(default=2, ge=1, le=4, description="Lines per cue; longer text is split into more cues.")
+
+
+class SpeechConfig(_Strict):
+    served_name: str = Field(description="The id clients pass as `model` to /v1/audio/transcriptions.")
+    aliases: list[str] = Field(
+        default_factory=list, description="More accepted `model` ids, e.g. OpenAI's whisper-1 that SDK users send."
+    )
+    model: str = Field(description="CTranslate2 Whisper directory in the model store.")
+    version: str
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when the replica sees it.")
+    compute_type: str | None = Field(
+        default=None, description="CTranslate2 compute type; default int8 on CPU, float16 on GPU."
+    )
+    batch_size: int = Field(default=8, ge=1, description="VAD chunks decoded together by faster-whisper.")
+    beam_size: int = Field(default=5, ge=1)
+    max_new_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=440,
+        description="Tokens decoded per VAD chunk (Whisper's own cap is 448 with the prompt); bounds hallucination.",
+    )
+    cpu_threads: int = Field(default=2, ge=1, description="CTranslate2 and torch threads on CPU.")
+    aligners: dict[str, AlignerConfig] = Field(
+        default_factory=dict,
+        description="wav2vec2 aligner per language code; languages without one get segment timings only.",
+    )
+    diarization: DiarizationConfig | None = Field(
+        default=None, description="Unset: requests asking for speakers are rejected with 400."
+    )
+    max_media_bytes: int = Field(default=200 << 20, ge=1024, description="Larger media (bytes or file) get 413.")
+    max_audio_seconds: float = Field(
+        default=4 * 3600.0, gt=0, description="Decoding stops (413) past this much audio: bounds decoded memory."
+    )
+    subtitles: SubtitleConfig = SubtitleConfig()
+
+
+class VideoSummaryConfig(_Strict):
+    llm_model: str | None = Field(default=None, description="Served name of the summarising LLM; default: llm's.")
+    system_prompt: str = "You summarise transcripts of recordings accurately and concisely."
+    chunk_prompt: str = Field(
+        default="Summarise this part of a transcript in a few sentences.\n\nTranscript:\n{transcript}",
+        description="Map step; {transcript} is replaced by the chunk text.",
+    )
+    combine_prompt: str = Field(
+        default="Combine these partial summaries of one recording into a single summary.\n\nSummaries:\n{summaries}",
+        description="Reduce step; {summaries} is replaced by the partial summaries.",
+    )
+    summary_prompt: str = Field(
+        default="Summarise this transcript in a few sentences.\n\nTranscript:\n{transcript}",
+        description="Used when the whole transcript fits the LLM's context.",
+    )
+    max_summary_tokens: int = Field(default=256, ge=1, description="Tokens generated per LLM call.")
+    chunk_tokens: int | None = Field(
+        default=None,
+        ge=32,
+        description="Transcript tokens per map chunk; default: what fits the LLM's context with the prompt and output.",
+    )
+    temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+    max_reduce_rounds: int = Field(default=4, ge=1, description="Reduce levels before giving up (400).")
+
+
 class AppConfig(_Strict):
     model_store: Path = Field(default=Path("models"), description="Root of models/<name>/<version>/.")
     data_dir: Path = Field(default=Path("data"), description="Caches and runtime state.")
     llm: LLMConfig
     ingress: IngressConfig = IngressConfig()
+    speech: SpeechConfig | None = Field(default=None, description="WhisperX ASR; unset: not deployed.")
+    video_summary: VideoSummaryConfig | None = Field(
+        default=None, description="video -> SRT -> summary pipeline; needs `speech`."
+    )
+
+    @model_validator(mode="after")
+    def _pipeline_needs_speech(self) -> AppConfig:
+        if self.video_summary is not None and self.speech is None:
+            raise ValueError("video_summary needs a `speech` section")
+        return self
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> AppConfig:

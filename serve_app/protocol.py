@@ -223,3 +223,135 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+# ---------------------------------------------------------------------------
+# Speech: /v1/audio/transcriptions (OpenAI shapes) and the video-summary pipeline
+# ---------------------------------------------------------------------------
+
+TranscriptionFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+
+
+class TranscriptionOptions(_Request):
+    """What a caller may ask of the ASR deployment (the form fields of /v1/audio/transcriptions)."""
+
+    model: str | None = Field(default=None, description="Served name or alias; None: the deployment's own.")
+    language: str | None = Field(default=None, description="ISO-639-1 code; None: detected.")
+    prompt: str | None = Field(default=None, description="Initial prompt for the decoder.")
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    word_timestamps: bool = Field(default=True, description="extension: run word alignment when an aligner exists.")
+    diarize: bool = Field(default=False, description="extension: attach speakers (needs a configured pipeline).")
+    min_speakers: int | None = Field(default=None, ge=1, description="extension: diarization hint.")
+    max_speakers: int | None = Field(default=None, ge=1, description="extension: diarization hint.")
+
+
+class TranscriptionWord(BaseModel):
+    word: str
+    start: float
+    end: float
+    speaker: str | None = Field(default=None, description="extension: speaker label when diarized.")
+
+
+class TranscriptionSegment(BaseModel):
+    id: int
+    seek: int = 0
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = Field(default_factory=list)
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: list[TranscriptionWord] | None = Field(
+        default=None, description="extension: this segment's aligned words (None when alignment did not run)."
+    )
+    speaker: str | None = Field(default=None, description="extension: speaker label when diarized.")
+
+
+class SpeechTimings(BaseModel):
+    """extension: wall seconds per stage."""
+
+    decode: float = 0.0
+    transcribe: float = 0.0
+    align: float = 0.0
+    diarize: float = 0.0
+    summarise: float = 0.0
+    total: float = 0.0
+    llm_calls: int = Field(default=0, description="LLM calls made for the summary (>1: map-reduce).")
+    chunks: int = Field(default=0, description="Transcript chunks summarised in the map step (0: no chunking).")
+
+
+class Transcript(BaseModel):
+    """What the ASR deployment returns to Python callers; every HTTP format is rendered from it."""
+
+    model: str
+    language: str
+    duration: float = Field(description="Seconds of decoded audio.")
+    text: str
+    segments: list[TranscriptionSegment]
+    aligned: bool = Field(description="Word timings present (an aligner exists for the language).")
+    alignment_note: str | None = Field(default=None, description="Why words are missing, when they are.")
+    diarized: bool = False
+    timings: SpeechTimings = SpeechTimings()
+
+    def words(self) -> list[TranscriptionWord]:
+        return [w for s in self.segments for w in s.words or []]
+
+
+class Transcription(BaseModel):
+    """response_format=json."""
+
+    text: str
+
+
+class TranscriptionVerbose(BaseModel):
+    """response_format=verbose_json."""
+
+    task: Literal["transcribe"] = "transcribe"
+    language: str
+    duration: float
+    text: str
+    segments: list[TranscriptionSegment] | None = None
+    words: list[TranscriptionWord] | None = None
+    aligned: bool = Field(description="extension: word timings came from forced alignment.")
+    alignment_note: str | None = Field(default=None, description="extension: why words are missing.")
+
+
+class VideoSummaryOptions(_Request):
+    language: str | None = Field(default=None, description="ISO-639-1 code; None: detected.")
+    prompt: str | None = Field(default=None, description="Initial prompt for the ASR decoder.")
+    diarize: bool = False
+    model: str | None = Field(default=None, description="LLM served name; None: the configured one.")
+    max_summary_tokens: int | None = Field(default=None, ge=1, description="Per LLM call; None: config default.")
+    chunk_tokens: int | None = Field(default=None, ge=32, description="Transcript tokens per map chunk.")
+
+
+class VideoSummary(BaseModel):
+    language: str
+    duration: float
+    srt: str
+    segments: list[TranscriptionSegment]
+    aligned: bool
+    alignment_note: str | None = None
+    summary: str
+    summary_model: str
+    timings: SpeechTimings
+
+
+class VideoSummaryEvent(BaseModel):
+    """One streamed event: `transcript` (once), `summary.delta` (many), `done` (last)."""
+
+    type: Literal["transcript", "summary.delta", "done"]
+    language: str | None = None
+    duration: float | None = None
+    text: str | None = Field(default=None, description="transcript: the whole text.")
+    segments: list[TranscriptionSegment] | None = None
+    delta: str | None = Field(default=None, description="summary.delta: the next piece of the summary.")
+    summary: str | None = None
+    srt: str | None = None
+    timings: SpeechTimings | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}

@@ -26,6 +26,7 @@ from serve_app.model_store import (
     verify,
 )
 from serve_app.tiny_models.llm import build_tiny_llm
+from serve_app.tiny_models.speech import build_tiny_wav2vec2, build_tiny_whisper
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ Builder = Callable[[Path], None]
 
 TINY_MODELS: dict[str, tuple[str, Builder]] = {
     "tiny-qwen2": ("v1", build_tiny_llm),
+    "tiny-whisper": ("v1", build_tiny_whisper),
+    "tiny-wav2vec2-en": ("v1", build_tiny_wav2vec2),
 }
 
 

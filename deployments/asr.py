@@ -1,0 +1,238 @@
+"""The ASR deployment: WhisperX (faster-whisper + pyannote VAD + wav2vec2 alignment).
+
+    asr = serve.get_deployment_handle("ASR", app_name="default")
+    transcript = await asr.transcribe.remote(media_bytes_or_path, {"language": "en"})
+
+Media arrives as raw bytes (or a path on the replica's machine) and is decoded here, so
+the ingress stays light. One transcription runs at a time per replica: the WhisperX
+pipeline keeps per-call state (tokenizer, options) on itself, and faster-whisper already
+batches a file's VAD chunks (`batch_size`) to keep the device busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from serve_app.config import SpeechConfig
+from serve_app.errors import InvalidRequest, NotFound, parse_request
+from serve_app.protocol import (
+    ModelCard,
+    SpeechTimings,
+    Transcript,
+    TranscriptionOptions,
+    TranscriptionSegment,
+    TranscriptionWord,
+)
+
+logger = logging.getLogger("ray.serve")
+
+PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
+
+
+def write_minimal_punkt(nltk_data: Path) -> None:
+    """Empty Punkt parameters for every language whisperx may ask for.
+
+    whisperx.align splits sentences with NLTK's punkt_tab and calls nltk.download when it
+    is missing; empty parameters still split on sentence punctuation, offline.
+    """
+    from whisperx.utils import PUNKT_LANGUAGES
+
+    for language in {"english", *PUNKT_LANGUAGES.values()}:
+        directory = nltk_data / "tokenizers" / "punkt_tab" / language
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in PUNKT_FILES:
+            (directory / name).touch()
+
+
+def _words(raw_words: list[dict]) -> list[TranscriptionWord]:
+    # Words the aligner could not place (digits, symbols) have no start/end: they are left out.
+    return [
+        TranscriptionWord(word=w["word"], start=float(w["start"]), end=float(w["end"]), speaker=w.get("speaker"))
+        for w in raw_words
+        if "start" in w and "end" in w
+    ]
+
+
+def _segments(raw: list[dict], aligned: bool, temperature: float) -> list[TranscriptionSegment]:
+    return [
+        TranscriptionSegment(
+            id=i,
+            start=float(s["start"]),
+            end=float(s["end"]),
+            text=s["text"],
+            temperature=temperature,
+            avg_logprob=float(s.get("avg_logprob", 0.0)),
+            words=_words(s.get("words", [])) if aligned else None,
+            speaker=s.get("speaker"),
+        )
+        for i, s in enumerate(raw)
+    ]
+
+
+@serve.deployment(name="ASR")
+class ASRDeployment:
+    def __init__(self, speech: SpeechConfig, model_store: Path, data_dir: Path):
+        from serve_app.runtime import configure_offline_runtime
+
+        configure_offline_runtime(data_dir)
+
+        import torch
+        import whisperx
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        from serve_app.model_store import verify
+
+        self._config = speech
+        self._store = model_store
+        self._languages = set(_LANGUAGE_CODES)
+        self._device = speech.device if speech.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        compute_type = speech.compute_type or ("float16" if self._device == "cuda" else "int8")
+        torch.set_num_threads(speech.cpu_threads)
+        write_minimal_punkt(Path(os.environ["NLTK_DATA"]))
+        self._ref = verify(model_store, speech.model, speech.version)
+        self._pipeline = whisperx.load_model(
+            str(self._ref.path),
+            device=self._device,
+            compute_type=compute_type,
+            asr_options={"beam_size": speech.beam_size},
+            vad_method="pyannote",  # weights ship inside the whisperx wheel; silero would download
+            threads=speech.cpu_threads,
+            local_files_only=True,
+        )
+        self._base_options = self._pipeline.options
+        self._whisper_max_length = self._pipeline.model.max_length
+        self._aligners: dict[str, tuple[Any, dict]] = {}
+        for language, aligner in speech.aligners.items():
+            ref = verify(model_store, aligner.model, aligner.version)
+            self._aligners[language] = whisperx.load_align_model(language, self._device, model_name=str(ref.path))
+        self._diarizer = None
+        if speech.diarization is not None:
+            from whisperx.diarize import DiarizationPipeline
+
+            ref = verify(model_store, speech.diarization.model, speech.diarization.version)
+            self._diarizer = DiarizationPipeline(model_name=str(ref.path), device=self._device)
+        self._lock = threading.Lock()
+        self._names = {speech.served_name, *speech.aliases}
+        logger.info(
+            "ASR %s (%s/%s) on %s/%s, aligners for %s, diarization %s",
+            speech.served_name,
+            speech.model,
+            speech.version,
+            self._device,
+            compute_type,
+            sorted(self._aligners) or "none",
+            "on" if self._diarizer else "off",
+        )
+
+    def card(self) -> ModelCard:
+        return ModelCard(
+            id=self._config.served_name,
+            kind="asr",
+            engine=f"whisperx/{self._device}",
+            version=f"{self._ref.name}/{self._ref.version}",
+        )
+
+    async def transcribe(self, media: bytes | str, options: TranscriptionOptions | dict | None = None) -> Transcript:
+        options = parse_request(TranscriptionOptions, options or {})
+        self._check(options)
+        # Decoding and inference block: run them off the replica's event loop so health
+        # checks and card() keep answering during a long file.
+        return await asyncio.to_thread(self._transcribe_sync, media, options)
+
+    async def check_health(self) -> None:
+        # A second of a modulated tone through VAD + decoder exercises the loaded model.
+        t = np.arange(16_000, dtype=np.float32) / 16_000
+        tone = (0.5 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+        await asyncio.to_thread(self._run_whisperx, tone, TranscriptionOptions(language="en", word_timestamps=False))
+
+    def _check(self, options: TranscriptionOptions) -> None:
+        if options.model is not None and options.model not in self._names:
+            raise NotFound(f"The model '{options.model}' does not exist", param="model")
+        if options.language is not None and options.language not in self._languages:
+            raise InvalidRequest(
+                f"Unknown language code '{options.language}'; use an ISO-639-1 code Whisper knows (en, de, fr, ...).",
+                param="language",
+            )
+        if options.diarize and self._diarizer is None:
+            raise InvalidRequest(
+                "Diarization is not configured on this server (speech.diarization); remove `diarize`.",
+                param="diarize",
+            )
+
+    def _transcribe_sync(self, media: bytes | str, options: TranscriptionOptions) -> Transcript:
+        from serve_app.media import decode_audio
+
+        started = time.perf_counter()
+        audio = decode_audio(
+            media, max_bytes=self._config.max_media_bytes, max_seconds=self._config.max_audio_seconds
+        ).samples
+        decoded = time.perf_counter()
+        transcript = self._run_whisperx(audio, options)
+        transcript.timings.decode = decoded - started
+        transcript.timings.total = time.perf_counter() - started
+        return transcript
+
+    def _max_length(self, prompt: str | None) -> int:
+        # whisperx's batched decoder ignores asr_options' max_new_tokens and always decodes up to
+        # the model's max_length (prompt included): bound that instead.
+        if self._config.max_new_tokens is None:
+            return self._whisper_max_length
+        prompt_tokens = 4 + (len(self._pipeline.model.hf_tokenizer.encode(" " + prompt.strip()).ids) if prompt else 0)
+        return min(self._whisper_max_length, prompt_tokens + self._config.max_new_tokens)
+
+    def _run_whisperx(self, audio: np.ndarray, options: TranscriptionOptions) -> Transcript:
+        import whisperx
+
+        timings = SpeechTimings()
+        with self._lock:
+            t0 = time.perf_counter()
+            self._pipeline.options = dataclasses.replace(
+                self._base_options,
+                initial_prompt=options.prompt,
+                temperatures=[options.temperature],
+            )
+            self._pipeline.model.max_length = self._max_length(options.prompt)
+            result = self._pipeline.transcribe(
+                audio, batch_size=self._config.batch_size, language=options.language, task="transcribe"
+            )
+            timings.transcribe = time.perf_counter() - t0
+        language = result["language"]
+        raw = result["segments"]
+        aligned, note = False, None
+        if not options.word_timestamps:
+            note = "word alignment was not requested"
+        elif language not in self._aligners:
+            note = f"no aligner is configured for language '{language}': segment timings only"
+        elif raw:
+            t0 = time.perf_counter()
+            model, metadata = self._aligners[language]
+            raw = whisperx.align(raw, model, metadata, audio, self._device)["segments"]
+            timings.align = time.perf_counter() - t0
+            aligned = True
+        if options.diarize:
+            t0 = time.perf_counter()
+            speakers = self._diarizer(audio, min_speakers=options.min_speakers, max_speakers=options.max_speakers)
+            raw = whisperx.assign_word_speakers(speakers, {"segments": raw})["segments"]
+            timings.diarize = time.perf_counter() - t0
+        segments = _segments(raw, aligned, options.temperature)
+        return Transcript(
+            model=self._config.served_name,
+            language=language,
+            duration=len(audio) / 16_000,
+            text=" ".join(s.text.strip() for s in segments),
+            segments=segments,
+            aligned=aligned,
+            alignment_note=note,
+            diarized=options.diarize,
+            timings=timings,
+        )
