@@ -182,6 +182,15 @@ class ASRDeployment:
         transcript.timings.total = time.perf_counter() - started
         return transcript
 
+    def _subtitles(self, segments: list[TranscriptionSegment], duration: float, kind: str | None) -> str | None:
+        from serve_app.subtitles import build_cues, render_srt, render_vtt
+
+        if kind is None:
+            return None
+        limits = self._config.subtitles
+        cues = build_cues(segments, duration, max_line_chars=limits.max_line_chars, max_lines=limits.max_lines)
+        return render_srt(cues) if kind == "srt" else render_vtt(cues)
+
     def _max_length(self, prompt: str | None) -> int:
         # whisperx's batched decoder ignores asr_options' max_new_tokens and always decodes up to
         # the model's max_length (prompt included): bound that instead.
@@ -225,14 +234,16 @@ class ASRDeployment:
             raw = whisperx.assign_word_speakers(speakers, {"segments": raw})["segments"]
             timings.diarize = time.perf_counter() - t0
         segments = _segments(raw, aligned, options.temperature)
+        duration = len(audio) / 16_000
         return Transcript(
             model=self._config.served_name,
             language=language,
-            duration=len(audio) / 16_000,
+            duration=duration,
             text=" ".join(s.text.strip() for s in segments),
             segments=segments,
             aligned=aligned,
             alignment_note=note,
             diarized=options.diarize,
+            subtitles=self._subtitles(segments, duration, options.subtitles),
             timings=timings,
         )

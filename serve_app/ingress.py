@@ -18,6 +18,7 @@ from serve_app.config import IngressConfig
 from serve_app.http_api import AUTHENTICATED, api
 from serve_app.protocol import ModelCard, ModelList
 from serve_app.routes.llm import LLMRoutes
+from serve_app.routes.speech import SpeechRoutes
 
 
 def _required_api_key(env_name: str | None) -> str | None:
@@ -44,7 +45,7 @@ def _unhealthy_deployments() -> list[str]:
 
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
-class Ingress(LLMRoutes):
+class Ingress(LLMRoutes, SpeechRoutes):
     def __init__(
         self,
         models: dict[str, dict[str, DeploymentHandle]],
@@ -82,7 +83,9 @@ class Ingress(LLMRoutes):
 
     async def _card(self, kind: str, name: str, handle: DeploymentHandle) -> ModelCard:
         try:
-            return await self._probe(handle)
+            card = await self._probe(handle)
+            # An alias (e.g. whisper-1) is served by the same deployment: list it under its own id.
+            return card if card.id == name else card.model_copy(update={"id": name})
         except Exception:
             return ModelCard(id=name, kind=kind, engine="unavailable", version="unknown")
 

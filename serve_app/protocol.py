@@ -243,6 +243,9 @@ class TranscriptionOptions(_Request):
     diarize: bool = Field(default=False, description="extension: attach speakers (needs a configured pipeline).")
     min_speakers: int | None = Field(default=None, ge=1, description="extension: diarization hint.")
     max_speakers: int | None = Field(default=None, ge=1, description="extension: diarization hint.")
+    subtitles: Literal["srt", "vtt"] | None = Field(
+        default=None, description="extension: also render subtitles (with the server's line limits)."
+    )
 
 
 class TranscriptionWord(BaseModel):
@@ -293,6 +296,7 @@ class Transcript(BaseModel):
     aligned: bool = Field(description="Word timings present (an aligner exists for the language).")
     alignment_note: str | None = Field(default=None, description="Why words are missing, when they are.")
     diarized: bool = False
+    subtitles: str | None = Field(default=None, description="SRT or WebVTT text, when asked for.")
     timings: SpeechTimings = SpeechTimings()
 
     def words(self) -> list[TranscriptionWord]:

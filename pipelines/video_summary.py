@@ -1,0 +1,265 @@
+"""video -> audio -> WhisperX transcript -> SRT -> LLM summary, over deployment handles only.
+
+    pipeline = serve.get_deployment_handle("VideoSummary", app_name="default")
+    result = await pipeline.summarize.remote(video_bytes_or_path, {"language": "en"})   # VideoSummary
+    async for event in pipeline.options(stream=True).summarize_stream.remote(video, {}):  # VideoSummaryEvent
+        ...
+
+A transcript longer than the LLM's context is summarised map-reduce: split into chunks
+that fit (counted with the LLM's own tokenizer, against its real context length),
+summarise each, then combine the partial summaries (again in chunks if they still do
+not fit). Only the last call streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.config import VideoSummaryConfig
+from serve_app.errors import InvalidRequest, parse_request
+from serve_app.protocol import (
+    ChatCompletionRequest,
+    SpeechTimings,
+    Transcript,
+    TranscriptionOptions,
+    VideoSummary,
+    VideoSummaryEvent,
+    VideoSummaryOptions,
+)
+
+# Tokens the chat template adds around the messages (role markers, newlines), plus slack.
+_TEMPLATE_MARGIN = 32
+
+
+@dataclass
+class SummaryPlan:
+    """Which LLM, its context, tokens per call and transcript tokens per chunk."""
+
+    llm_model: str
+    max_model_len: int
+    max_tokens: int
+    chunk_tokens: int
+
+
+class Summariser:
+    """Map-reduce summaries against one LLM handle, sized by its card and tokenizer."""
+
+    def __init__(self, llm: DeploymentHandle, config: VideoSummaryConfig, options: VideoSummaryOptions):
+        self._llm = llm
+        self._config = config
+        self._options = options
+        self.calls = 0
+        self.chunks = 0
+
+    async def plan(self) -> SummaryPlan:
+        card = await self._llm.card.remote()
+        max_tokens = self._options.max_summary_tokens or self._config.max_summary_tokens
+        prompt_overhead = max(
+            await self._count(self._config.system_prompt + self._config.chunk_prompt),
+            await self._count(self._config.system_prompt + self._config.combine_prompt),
+            await self._count(self._config.system_prompt + self._config.summary_prompt),
+        )
+        room = card.max_model_len - max_tokens - prompt_overhead - _TEMPLATE_MARGIN
+        if room < 32:
+            raise InvalidRequest(
+                f"The LLM's context ({card.max_model_len} tokens) leaves no room for a transcript next to "
+                f"{max_tokens} summary tokens; lower max_summary_tokens.",
+                param="max_summary_tokens",
+            )
+        wanted = self._options.chunk_tokens or self._config.chunk_tokens or room
+        return SummaryPlan(
+            llm_model=self._options.model or self._config.llm_model or card.id,
+            max_model_len=card.max_model_len,
+            max_tokens=max_tokens,
+            chunk_tokens=min(wanted, room),
+        )
+
+    async def final_prompt(self, plan: SummaryPlan, pieces: list[str]) -> str:
+        """The prompt of the last (streamable) call: the whole transcript when it fits, else
+        map rounds over chunks until the partial summaries fit one combine prompt."""
+        text = " ".join(pieces)
+        if await self._count(text) <= plan.chunk_tokens:
+            return _fill(self._config.summary_prompt, "transcript", text)
+        template, slot = self._config.chunk_prompt, "transcript"
+        for round_ in range(self._config.max_reduce_rounds):
+            chunks = await self._chunk(pieces, plan.chunk_tokens)
+            if round_ == 0:
+                self.chunks = len(chunks)
+            partials = await asyncio.gather(*(self._complete(plan, _fill(template, slot, c)) for c in chunks))
+            pieces = [f"- {p.strip()}" for p in partials]
+            joined = "\n".join(pieces)
+            if await self._count(joined) <= plan.chunk_tokens:
+                return _fill(self._config.combine_prompt, "summaries", joined)
+            template, slot = self._config.combine_prompt, "summaries"
+        raise InvalidRequest("The transcript is too long to summarise within max_reduce_rounds.", param="file")
+
+    async def complete(self, plan: SummaryPlan, prompt: str) -> str:
+        return await self._complete(plan, prompt)
+
+    async def stream(self, plan: SummaryPlan, prompt: str) -> AsyncIterator[str]:
+        self.calls += 1
+        async for chunk in self._llm.options(stream=True).chat_stream.remote(self._request(plan, prompt)):
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
+
+    async def _complete(self, plan: SummaryPlan, prompt: str) -> str:
+        self.calls += 1
+        reply = await self._llm.chat.remote(self._request(plan, prompt))
+        return reply.choices[0].message.content
+
+    def _request(self, plan: SummaryPlan, prompt: str) -> ChatCompletionRequest:
+        return ChatCompletionRequest(
+            model=plan.llm_model,
+            messages=[
+                {"role": "system", "content": self._config.system_prompt},
+                {"role": "user", "content": prompt},
+            ],
+            max_tokens=plan.max_tokens,
+            temperature=self._config.temperature,
+        )
+
+    async def _count(self, text: str) -> int:
+        return await self._llm.count_tokens.remote(text)
+
+    async def _chunk(self, pieces: list[str], budget: int) -> list[str]:
+        """Pack pieces (segment texts) greedily into chunks of at most `budget` tokens."""
+        counts = await asyncio.gather(*(self._count(p) for p in pieces))
+        fitted: list[tuple[str, int]] = []
+        for piece, count in zip(pieces, counts, strict=True):
+            fitted.extend(await self._split(piece, count, budget))
+        chunks: list[str] = []
+        current: list[str] = []
+        used = 0
+        for piece, count in fitted:
+            if current and used + count + 1 > budget:
+                chunks.append(" ".join(current))
+                current, used = [], 0
+            current.append(piece)
+            used += count + 1  # the joining space may cost a token
+        if current:
+            chunks.append(" ".join(current))
+        return chunks
+
+    async def _split(self, piece: str, count: int, budget: int) -> list[tuple[str, int]]:
+        words = piece.split()
+        if count <= budget or len(words) <= 1:
+            return [(piece, min(count, budget))] if words else []
+        half = len(words) // 2
+        left, right = " ".join(words[:half]), " ".join(words[half:])
+        left_count, right_count = await asyncio.gather(self._count(left), self._count(right))
+        return [*await self._split(left, left_count, budget), *await self._split(right, right_count, budget)]
+
+
+def _fill(template: str, slot: str, text: str) -> str:
+    # str.replace, not str.format: a prompt in the YAML may contain other braces.
+    return template.replace("{" + slot + "}", text)
+
+
+async def transcribe(asr: DeploymentHandle, media: bytes | str, options: VideoSummaryOptions) -> Transcript:
+    request = TranscriptionOptions(
+        language=options.language, prompt=options.prompt, diarize=options.diarize, word_timestamps=True, subtitles="srt"
+    )
+    return await asr.transcribe.remote(media, request)
+
+
+def _timings(transcript: Transcript, summariser: Summariser, summarise_s: float, started: float) -> SpeechTimings:
+    return transcript.timings.model_copy(
+        update={
+            "summarise": summarise_s,
+            "total": time.perf_counter() - started,
+            "llm_calls": summariser.calls,
+            "chunks": summariser.chunks,
+        }
+    )
+
+
+async def summarize_video(
+    asr: DeploymentHandle,
+    llm: DeploymentHandle,
+    config: VideoSummaryConfig,
+    media: bytes | str,
+    options: VideoSummaryOptions,
+) -> VideoSummary:
+    started = time.perf_counter()
+    summariser = Summariser(llm, config, options)
+    plan = await summariser.plan()  # before the ASR: a bad LLM setting fails fast
+    transcript = await transcribe(asr, media, options)
+    t0 = time.perf_counter()
+    summary = ""
+    if transcript.text.strip():
+        prompt = await summariser.final_prompt(plan, [s.text.strip() for s in transcript.segments])
+        summary = await summariser.complete(plan, prompt)
+    return VideoSummary(
+        language=transcript.language,
+        duration=transcript.duration,
+        srt=transcript.subtitles or "",
+        segments=transcript.segments,
+        aligned=transcript.aligned,
+        alignment_note=transcript.alignment_note,
+        summary=summary,
+        summary_model=plan.llm_model,
+        timings=_timings(transcript, summariser, time.perf_counter() - t0, started),
+    )
+
+
+async def summarize_video_stream(
+    asr: DeploymentHandle,
+    llm: DeploymentHandle,
+    config: VideoSummaryConfig,
+    media: bytes | str,
+    options: VideoSummaryOptions,
+) -> AsyncIterator[VideoSummaryEvent]:
+    started = time.perf_counter()
+    summariser = Summariser(llm, config, options)
+    plan = await summariser.plan()
+    transcript = await transcribe(asr, media, options)
+    yield VideoSummaryEvent(
+        type="transcript",
+        language=transcript.language,
+        duration=transcript.duration,
+        text=transcript.text,
+        segments=transcript.segments,
+    )
+    t0 = time.perf_counter()
+    parts: list[str] = []
+    if transcript.text.strip():
+        prompt = await summariser.final_prompt(plan, [s.text.strip() for s in transcript.segments])
+        async for delta in summariser.stream(plan, prompt):
+            parts.append(delta)
+            yield VideoSummaryEvent(type="summary.delta", delta=delta)
+    yield VideoSummaryEvent(
+        type="done",
+        summary="".join(parts),
+        srt=transcript.subtitles or "",
+        timings=_timings(transcript, summariser, time.perf_counter() - t0, started),
+    )
+
+
+@serve.deployment(name="VideoSummary")
+class VideoSummaryDeployment:
+    def __init__(
+        self,
+        asr: DeploymentHandle,
+        llm: DeploymentHandle,
+        config: VideoSummaryConfig,
+    ):
+        self._asr = asr
+        self._llm = llm
+        self._config = config
+
+    async def summarize(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None) -> VideoSummary:
+        options = parse_request(VideoSummaryOptions, options or {})
+        return await summarize_video(self._asr, self._llm, self._config, media, options)
+
+    async def summarize_stream(
+        self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
+    ) -> AsyncIterator[VideoSummaryEvent]:
+        options = parse_request(VideoSummaryOptions, options or {})
+        async for event in summarize_video_stream(self._asr, self._llm, self._config, media, options):
+            yield event

@@ -1,0 +1,124 @@
+"""Speech over HTTP: OpenAI's /v1/audio/transcriptions and the video-summary pipeline.
+
+Uploads are read here and passed as bytes through the handles; decoding happens in
+the ASR replica, never on the ingress event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import File, Form, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from serve_app.errors import InvalidRequest, parse_request
+from serve_app.http_api import UPLOAD_API, api
+from serve_app.protocol import (
+    Transcript,
+    Transcription,
+    TranscriptionFormat,
+    TranscriptionOptions,
+    TranscriptionVerbose,
+    VideoSummary,
+    VideoSummaryOptions,
+)
+from serve_app.routes.base import Backends
+from serve_app.sse import sse_response
+
+Granularity = Literal["word", "segment"]
+
+
+def render_transcription(
+    transcript: Transcript, response_format: TranscriptionFormat, granularities: list[Granularity]
+) -> Response:
+    if response_format == "json":
+        return JSONResponse(Transcription(text=transcript.text).model_dump())
+    if response_format == "text":
+        return PlainTextResponse(transcript.text + "\n")
+    if response_format in ("srt", "vtt"):
+        return PlainTextResponse(transcript.subtitles or "")
+    want_words = "word" in granularities
+    want_segments = "segment" in granularities or not granularities
+    segments = [s if want_words else s.model_copy(update={"words": None}) for s in transcript.segments]
+    verbose = TranscriptionVerbose(
+        language=transcript.language,
+        duration=transcript.duration,
+        text=transcript.text,
+        segments=segments if want_segments else None,
+        words=transcript.words() if want_words else None,
+        aligned=transcript.aligned,
+        alignment_note=transcript.alignment_note,
+    )
+    return JSONResponse(verbose.model_dump(exclude_none=True))
+
+
+class SpeechRoutes(Backends):
+    @api.post("/v1/audio/transcriptions", dependencies=UPLOAD_API)
+    async def audio_transcriptions(
+        self,
+        file: Annotated[UploadFile, File()],
+        model: Annotated[str, Form(min_length=1)],
+        language: Annotated[str | None, Form()] = None,
+        prompt: Annotated[str | None, Form()] = None,
+        temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+        response_format: Annotated[TranscriptionFormat, Form()] = "json",
+        # The openai SDK sends lists as repeated `name[]` fields.
+        timestamp_granularities: Annotated[list[Granularity] | None, Form(alias="timestamp_granularities[]")] = None,
+        diarize: Annotated[bool, Form(description="extension: attach speakers")] = False,
+    ) -> Any:
+        granularities = timestamp_granularities or []
+        if granularities and response_format != "verbose_json":
+            raise InvalidRequest(
+                "timestamp_granularities requires response_format=verbose_json.", param="timestamp_granularities"
+            )
+        options = TranscriptionOptions(
+            model=model,
+            language=language or None,
+            prompt=prompt or None,
+            temperature=temperature,
+            # Aligned words also tighten segment times, which subtitles want.
+            word_timestamps="word" in granularities or response_format in ("srt", "vtt"),
+            diarize=diarize,
+            subtitles=response_format if response_format in ("srt", "vtt") else None,
+        )
+        transcript = await self.transcribe(await file.read(), options)
+        return render_transcription(transcript, response_format, granularities)
+
+    @api.post("/v1/pipelines/video-summary", response_model=VideoSummary, dependencies=UPLOAD_API)
+    async def video_summary(
+        self,
+        file: Annotated[UploadFile, File()],
+        stream: Annotated[bool, Form()] = False,
+        language: Annotated[str | None, Form()] = None,
+        prompt: Annotated[str | None, Form()] = None,
+        diarize: Annotated[bool, Form()] = False,
+        model: Annotated[str | None, Form(description="LLM for the summary")] = None,
+        max_summary_tokens: Annotated[int | None, Form(ge=1)] = None,
+        chunk_tokens: Annotated[int | None, Form(ge=32)] = None,
+    ) -> Any:
+        options = VideoSummaryOptions(
+            language=language or None,
+            prompt=prompt or None,
+            diarize=diarize,
+            model=model or None,
+            max_summary_tokens=max_summary_tokens,
+            chunk_tokens=chunk_tokens,
+        )
+        media = await file.read()
+        if stream:
+            return await sse_response(self.video_summary_stream(media, options))
+        return await self.summarize_video(media, options)
+
+    # The same calls for Python callers of the app handle.
+
+    async def transcribe(self, media: bytes | str, options: TranscriptionOptions | dict) -> Transcript:
+        options = parse_request(TranscriptionOptions, options)
+        return await self._model("asr", options.model or "").transcribe.remote(media, options)
+
+    async def summarize_video(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None) -> Any:
+        return await self._service("video_summary").summarize.remote(media, options or {})
+
+    async def video_summary_stream(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None):
+        handle = self._service("video_summary").options(stream=True)
+        async for event in handle.summarize_stream.remote(media, options or {}):
+            yield event
