@@ -37,8 +37,11 @@ def build_cues(
         weights = [sum(len(line) for line in group) for group in groups]
         total = sum(weights)
         cursor = start
+        done = 0
         for group, weight in zip(groups, weights, strict=True):
-            piece_end = cursor + round((end - start) * weight / total)
+            done += weight
+            # Cumulative, so rounding never drifts: the last piece ends exactly at the segment's end.
+            piece_end = start + round((end - start) * done / total)
             piece_end = min(limit_ms, max(piece_end, cursor + 1))
             if piece_end <= cursor:  # no room left inside the media: the text cannot be shown
                 break

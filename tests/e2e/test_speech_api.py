@@ -55,7 +55,7 @@ def test_every_response_format_parses_through_the_sdk(openai_client, mp4):
 
     vtt = create(response_format="vtt")
     assert vtt.startswith("WEBVTT")
-    captions = webvtt.read_buffer(io.StringIO(vtt))
+    captions = webvtt.from_buffer(io.StringIO(vtt))
     assert_cue_times_valid([(c.start_in_seconds, c.end_in_seconds) for c in captions], SECONDS + 0.1)
 
     verbose = create(response_format="verbose_json", timestamp_granularities=["word", "segment"])

@@ -18,6 +18,9 @@ APP = "prod-plan"
 def _tiny_model(app: dict) -> None:
     app["args"]["llm"].update(served_name=LOCAL_MODEL, model=LOCAL_MODEL, version="v1", dtype="auto")
     app["args"]["llm"]["max_model_len"] = 1024
+    speech = app["args"]["speech"]
+    speech.update(model="tiny-whisper", version="v1", beam_size=1, max_new_tokens=24, cpu_threads=1)
+    speech["aligners"] = {"en": {"model": "tiny-wav2vec2-en", "version": "v1"}}
     env_name = app["args"]["ingress"]["api_key_env"]
     app["runtime_env"] = {"env_vars": {env_name: "sk-prod-plan-test"}}
 
@@ -43,7 +46,7 @@ async def test_llm_replica_holds_its_gpu_fraction_and_falls_back_to_cpu(prod_pla
 
 def test_autoscaled_deployments_start_at_min_replicas(prod_plan):
     deployments = serve.status().applications[APP].deployments
-    for name in ("Ingress", "LLM"):
+    for name in ("Ingress", "LLM", "ASR", "VideoSummary"):
         minimum = serve_harness.deployment_options(prod_plan, name)["autoscaling_config"]["min_replicas"]
         running = deployments[name].replica_states.get("RUNNING", 0)
         assert running == minimum, f"{name}: {running} running, min_replicas {minimum}"
@@ -55,3 +58,12 @@ async def test_prod_plan_app_serves_chat(prod_plan):
         {"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     )
     assert reply.choices[0].message.content is not None
+
+
+async def test_prod_plan_transcribes_through_the_alias(prod_plan):
+    from tests import speech_media
+
+    clip = speech_media.encode(speech_media.modulated_tone(3.0), "flac")
+    transcript = await serve.get_app_handle(APP).transcribe.remote(clip, {"model": "whisper-1", "language": "en"})
+    assert transcript.model == prod_plan["args"]["speech"]["served_name"]
+    assert transcript.duration == pytest.approx(3.0, abs=0.05)
