@@ -11,12 +11,12 @@ STORE ?= models
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: serve test install models lock bench clean
+.PHONY: serve test install models lock bench bench-speech test-tools clean
 
 serve: install models
 	$(PY) -m serve_app run $(CONFIG)
 
-test: install models
+test: install models test-tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -33,6 +33,14 @@ $(INSTALLED): pyproject.toml requirements.lock | $(UV)
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
+# Speech tests synthesise voice with espeak-ng when it is there (else an amplitude-modulated
+# tone): install it when we can (root + apt), never fail the build when we cannot.
+test-tools:
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get install -y -qq espeak-ng >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq espeak-ng >/dev/null 2>&1)); } || \
+		echo "espeak-ng not installed: speech tests use a modulated tone instead"
+
 # Idempotent: verifies what is in the store and builds only what is missing or bad.
 models: install
 	$(PY) -m serve_app build-tiny-models --store $(STORE)
@@ -44,6 +52,9 @@ lock: | $(UV)
 
 bench: install models
 	$(PY) benchmarks/chat_latency.py
+
+bench-speech: install models test-tools
+	$(PY) benchmarks/video_rtf.py
 
 clean:
 	rm -rf $(VENV) .tools data .pytest_cache
