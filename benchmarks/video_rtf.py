@@ -141,11 +141,11 @@ def _report(http: dict, direct: dict, args: argparse.Namespace) -> None:
     rows = (
         ("pipeline via HTTP (ASR + SRT + LLM summary)", http["wall"], seconds / http["wall"]),
         ("  of which ASR stages in the replica", http["asr"], seconds / http["asr"]),
-        ("  of which LLM summary", http["summarise"], float("nan")),
+        ("  of which LLM summary", http["summarise"], None),
         ("whisperx in-process (decode+ASR+align)", direct["wall"], direct["duration"] / direct["wall"]),
     )
     for name, wall, rtf in rows:
-        print(f"{name:44}{wall:9.2f}{rtf:9.1f}")
+        print(f"{name:44}{wall:9.2f}" + (f"{rtf:9.1f}" if rtf is not None else f"{'-':>9}"))
     print(
         f"ratio RTF direct/pipeline: {(direct['duration'] / direct['wall']) / (seconds / http['wall']):.2f}x; "
         f"direct/ASR stages in the replica: {(direct['duration'] / direct['wall']) / (seconds / http['asr']):.2f}x"

@@ -16,6 +16,10 @@ KEY = "sk-test-0123456789"
 def _with_api_key(app: dict) -> None:
     app["args"]["ingress"] = {"api_key_env": "SERVE_API_KEY"}
     app["runtime_env"] = {"env_vars": {"SERVE_API_KEY": KEY}}
+    # Authentication is the ingress's business: this copy of the app needs no speech models.
+    for section in ("speech", "video_summary"):
+        app["args"].pop(section, None)
+    app["deployments"] = [d for d in app["deployments"] if d["name"] not in ("ASR", "VideoSummary")]
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +56,10 @@ def test_missing_key_is_401_envelope(secured_url):
 def test_health_and_ready_need_no_key(secured_url):
     assert httpx.get(f"{secured_url}/health").status_code == 200
     assert httpx.get(f"{secured_url}/ready", timeout=30).status_code == 200
+
+
+def test_uploads_need_the_key_too(secured_url):
+    reply = httpx.post(
+        f"{secured_url}/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"file": ("a.wav", b"x")}
+    )
+    assert reply.status_code == 401 and reply.json()["error"]["code"] == "invalid_api_key"
