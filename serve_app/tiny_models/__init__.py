@@ -26,6 +26,7 @@ from serve_app.model_store import (
     verify,
 )
 from serve_app.tiny_models.llm import build_tiny_llm
+from serve_app.tiny_models.vision import build_tiny_clip, build_tiny_yolov8n
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ Builder = Callable[[Path], None]
 
 TINY_MODELS: dict[str, tuple[str, Builder]] = {
     "tiny-qwen2": ("v1", build_tiny_llm),
+    "tiny-yolov8n": ("v1", build_tiny_yolov8n),
+    "tiny-clip": ("v1", build_tiny_clip),
 }
 
 
