@@ -19,4 +19,50 @@ def build_app(args: dict) -> Application:
     # Handles by kind and served name (routes pick by the request's `model`), and by role.
     models = {"llm": {config.llm.served_name: llm}}
     services = {}
+    if config.vision is not None:
+        add_vision(config, models, services)
     return Ingress.bind(models, services, config.ingress)
+
+
+def add_vision(config: AppConfig, models: dict, services: dict) -> None:
+    """Detector and embedders as models by served name; the knowledge base and image RAG as services."""
+    from deployments.detector import Detector
+    from deployments.embedder import ClipEmbedder
+    from deployments.text_embedder import TextEmbedder
+    from deployments.vector_store import VectorStore
+    from pipelines.image_rag import ImageRAG, RAGHandles, RAGModels
+    from serve_app.images import ImageLimits
+
+    vision = config.vision
+    limits = ImageLimits(max_bytes=vision.max_image_bytes, max_pixels=vision.max_image_pixels)
+    detector = clip = None
+    if vision.detector is not None:
+        detector = Detector.bind(vision.detector, config.model_store, config.data_dir, limits)
+        models["detector"] = {vision.detector.served_name: detector}
+    embedders = {}
+    if vision.clip is not None:
+        clip = ClipEmbedder.bind(vision.clip, config.model_store, config.data_dir, limits)
+        embedders[vision.clip.served_name] = clip
+    if vision.text_embedder is not None:
+        embedders[vision.text_embedder.served_name] = TextEmbedder.bind(vision.text_embedder, config.data_dir)
+    if embedders:
+        models["embedding"] = embedders
+    if vision.qdrant is None:
+        return
+    detector_name = vision.detector.served_name if vision.detector else None
+    store = VectorStore.bind(vision.qdrant, config.data_dir, embedders, detector, detector_name)
+    services["vector_store"] = store
+    rag = vision.image_rag
+    if rag is not None:
+        handles = RAGHandles(detector=detector, embedder=clip, store=store, llm=llm_of(models))
+        names = RAGModels(
+            detector=detector_name,
+            embedder=vision.clip.served_name,
+            llm=config.llm.served_name,
+        )
+        services["image_rag"] = ImageRAG.bind(handles, names, rag, limits)
+
+
+def llm_of(models: dict):
+    (handle,) = models["llm"].values()
+    return handle

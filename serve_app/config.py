@@ -117,10 +117,6 @@ RAG_PROMPT_FIELDS = {"detections", "retrieved", "question"}
 
 
 class ImageRAGConfig(_Strict):
-    llm_model: str | None = Field(default=None, description="Served name of the LLM; default: llm.served_name.")
-    embedding_model: str | None = Field(
-        default=None, description="CLIP model that embeds the image; default: vision.clip.served_name."
-    )
     default_collection: str | None = Field(default=None, description="Used when a request names no collection.")
     default_question: str = "What is in this image?"
     top_k: int = Field(default=5, ge=1, le=100)
@@ -140,7 +136,9 @@ class ImageRAGConfig(_Strict):
             raise ValueError(f"prompt_template is not a valid format string: {exc}") from None
         unknown = used - RAG_PROMPT_FIELDS
         if unknown:
-            raise ValueError(f"prompt_template uses unknown fields {sorted(unknown)}; allowed: {sorted(RAG_PROMPT_FIELDS)}")
+            raise ValueError(
+                f"prompt_template uses unknown fields {sorted(unknown)}; allowed: {sorted(RAG_PROMPT_FIELDS)}"
+            )
         return template
 
 

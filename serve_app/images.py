@@ -34,7 +34,9 @@ def image_bytes(data: str | bytes, limits: ImageLimits, param: str = "image") ->
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidRequest(f"'{param}' is not valid base64 (or a data:image/...;base64 URL).", param=param) from None
+            raise InvalidRequest(
+                f"'{param}' is not valid base64 (or a data:image/...;base64 URL).", param=param
+            ) from None
     if not data:
         raise InvalidRequest(f"'{param}' is empty.", param=param)
     if len(data) > limits.max_bytes:

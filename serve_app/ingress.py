@@ -17,7 +17,9 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.config import IngressConfig
 from serve_app.http_api import AUTHENTICATED, api
 from serve_app.protocol import ModelCard, ModelList
+from serve_app.routes.knowledge import KnowledgeRoutes
 from serve_app.routes.llm import LLMRoutes
+from serve_app.routes.vision import VisionRoutes
 
 
 def _required_api_key(env_name: str | None) -> str | None:
@@ -44,7 +46,7 @@ def _unhealthy_deployments() -> list[str]:
 
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
-class Ingress(LLMRoutes):
+class Ingress(LLMRoutes, VisionRoutes, KnowledgeRoutes):
     def __init__(
         self,
         models: dict[str, dict[str, DeploymentHandle]],

@@ -207,6 +207,8 @@ class ModelCard(BaseModel):
     engine: str = Field(description="extension: the engine serving the model on this replica")
     version: str = Field(description="extension: model store version")
     max_model_len: int | None = Field(default=None, description="extension: context window")
+    embedding_dimension: int | None = Field(default=None, description="extension: embedding models' vector size")
+    input_modalities: list[str] | None = Field(default=None, description="extension: e.g. ['text', 'image']")
 
 
 class ModelList(BaseModel):

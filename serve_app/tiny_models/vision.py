@@ -45,7 +45,6 @@ def build_tiny_yolov8n(out_dir: Path, seed: int = 0) -> None:
 def build_tiny_clip(out_dir: Path, seed: int = 0) -> None:
     """An OpenCLIP ViT (64 px, 2 layers, 32-d embeddings) in the `local-dir:` layout open_clip loads."""
     force_offline_defaults()
-    import open_clip
     import torch
     from open_clip.push_to_hf_hub import save_config_for_hf
     from safetensors.torch import save_file
