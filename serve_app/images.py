@@ -15,6 +15,22 @@ from PIL import Image, UnidentifiedImageError
 
 from serve_app.errors import InvalidRequest, PayloadTooLarge
 
+def _pillow_open():
+    """Pillow's own Image.open.
+
+    Ultralytics replaces PIL.Image.open on import with a wrapper that, on an unidentified file, tries to
+    pip-install a HEIF plugin (a 500 offline, a network call otherwise): never on an upload. Its wrapper
+    keeps the original as `_image_open`.
+    """
+    opener = Image.open
+    if getattr(opener, "__module__", "").startswith("ultralytics"):
+        from ultralytics.utils import patches
+
+        opener = patches._image_open
+    return opener
+
+
+_PILLOW_OPEN = _pillow_open()
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
 
 
@@ -48,7 +64,7 @@ def decode_image(data: str | bytes, limits: ImageLimits, param: str = "image") -
     """An RGB PIL image, fully loaded; 400 for anything that is not a complete image."""
     raw = image_bytes(data, limits, param)
     try:
-        with Image.open(io.BytesIO(raw)) as probe:
+        with _PILLOW_OPEN(io.BytesIO(raw)) as probe:
             # The header gives the size before any pixel is decoded: refuse decompression bombs here.
             width, height = probe.size
             if width * height > limits.max_pixels:
@@ -58,7 +74,7 @@ def decode_image(data: str | bytes, limits: ImageLimits, param: str = "image") -
                 )
             probe.verify()  # structure and checksums (PNG CRCs) without decoding
         # verify() leaves the file unusable: reopen and decode every pixel, which catches truncation.
-        with Image.open(io.BytesIO(raw)) as image:
+        with _PILLOW_OPEN(io.BytesIO(raw)) as image:
             image.load()
             return image.convert("RGB")
     except PayloadTooLarge:

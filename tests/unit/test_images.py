@@ -53,3 +53,16 @@ def test_over_byte_limit_is_413_raw_and_base64():
 def test_over_pixel_limit_is_413_before_decoding():
     with pytest.raises(PayloadTooLarge, match="pixels"):
         decode_image(png(size=(1100, 1000)), LIMITS)
+
+
+def test_non_image_never_reaches_ultralytics_plugin_installer():
+    import importlib
+
+    import ultralytics.utils.patches  # noqa: F401  (replaces PIL.Image.open on import)
+
+    from serve_app import images
+
+    # Imported after ultralytics (as in a replica that loaded it first), the module still uses Pillow's opener.
+    reloaded = importlib.reload(images)
+    with pytest.raises(reloaded.InvalidRequest, match="not an image"):
+        reloaded.decode_image(b"just text, no image", LIMITS)
