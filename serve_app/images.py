@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from serve_app.errors import InvalidRequest, PayloadTooLarge
 
+
 def _pillow_open():
     """Pillow's own Image.open.
 

@@ -30,9 +30,10 @@ def ray_session(tiny_models):
     import ray
     from ray import serve
 
-    # 8 logical CPUs: prod.yaml's plan (2 ingress replicas + a 4-CPU LLM) must
-    # schedule; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
-    ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, namespace="serve")
+    # 16 logical CPUs: prod.yaml's plan (2 ingress replicas, a 4-CPU LLM, the vision
+    # deployments) must schedule next to local.yaml's; Ray's CPU counts are bookkeeping,
+    # the 2 real cores are shared.
+    ray.init(num_cpus=16, num_gpus=1, include_dashboard=False, namespace="serve")
     yield
     serve.shutdown()
     ray.shutdown()

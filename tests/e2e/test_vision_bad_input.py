@@ -93,7 +93,9 @@ def test_item_with_the_wrong_dimension(http):
 def test_bad_detection_options(http):
     reply = http.post("/v1/detections", json={"model": YOLO, "image": b64(png()), "classes": ["unicorn"]})
     assert_envelope(reply, 400, param="classes.0")
-    assert_envelope(http.post("/v1/detections", json={"model": YOLO, "image": b64(png()), "conf": 2}), 400, param="conf")
+    assert_envelope(
+        http.post("/v1/detections", json={"model": YOLO, "image": b64(png()), "conf": 2}), 400, param="conf"
+    )
 
 
 def test_wrong_content_type_for_an_upload_route(http):

@@ -18,6 +18,11 @@ APP = "prod-plan"
 def _tiny_model(app: dict) -> None:
     app["args"]["llm"].update(served_name=LOCAL_MODEL, model=LOCAL_MODEL, version="v1", dtype="auto")
     app["args"]["llm"]["max_model_len"] = 1024
+    vision = app["args"]["vision"]
+    vision["detector"].update(served_name="tiny-yolov8n", model="tiny-yolov8n", version="v1", imgsz=320)
+    vision["clip"].update(served_name="tiny-clip", model="tiny-clip", version="v1")
+    # No Qdrant server here: each VectorStore replica gets its own in-memory store.
+    vision["qdrant"] = {"path": ":memory:"}
     env_name = app["args"]["ingress"]["api_key_env"]
     app["runtime_env"] = {"env_vars": {env_name: "sk-prod-plan-test"}}
 
@@ -43,7 +48,7 @@ async def test_llm_replica_holds_its_gpu_fraction_and_falls_back_to_cpu(prod_pla
 
 def test_autoscaled_deployments_start_at_min_replicas(prod_plan):
     deployments = serve.status().applications[APP].deployments
-    for name in ("Ingress", "LLM"):
+    for name in ("Ingress", "LLM", "Detector", "ClipEmbedder", "TextEmbedder", "VectorStore", "ImageRAG"):
         minimum = serve_harness.deployment_options(prod_plan, name)["autoscaling_config"]["min_replicas"]
         running = deployments[name].replica_states.get("RUNNING", 0)
         assert running == minimum, f"{name}: {running} running, min_replicas {minimum}"
@@ -55,3 +60,22 @@ async def test_prod_plan_app_serves_chat(prod_plan):
         {"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     )
     assert reply.choices[0].message.content is not None
+
+
+def test_prod_plan_fits_one_gpu(prod_plan):
+    fractions = [
+        d["ray_actor_options"].get("num_gpus", 0) * d["autoscaling_config"]["min_replicas"]
+        for d in prod_plan["deployments"]
+        if "autoscaling_config" in d
+    ]
+    assert 0 < sum(fractions) <= 1.0
+
+
+async def test_prod_plan_app_serves_vision(prod_plan):
+    from tests.images import png
+
+    app = serve.get_app_handle(APP)
+    detected = await app.detect.remote({"model": "tiny-yolov8n", "image": png(), "max_det": 5})
+    assert (detected.width, detected.height) == (320, 240)
+    embedded = await app.embed.remote({"model": "tiny-clip", "input": ["hello", "world"]})
+    assert [len(d.embedding) for d in embedded.data] == [32, 32]
