@@ -44,6 +44,7 @@ lock: | $(UV)
 
 bench: install models
 	$(PY) benchmarks/chat_latency.py
+	$(PY) benchmarks/vision_throughput.py
 
 clean:
 	rm -rf $(VENV) .tools data .pytest_cache
