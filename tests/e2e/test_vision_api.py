@@ -60,6 +60,12 @@ def test_sdk_embeddings_float_and_base64(openai_client, model, dimension):
     np.testing.assert_allclose(single.data[0].embedding, as_float.data[0].embedding, atol=1e-5)
 
 
+def test_sdk_image_embeddings_extension(openai_client):
+    reply = openai_client.embeddings.create(model=CLIP, input=[{"image": b64(png())}, "a red square"])
+    assert [len(d.embedding) for d in reply.data] == [32, 32]
+    assert np.linalg.norm(reply.data[0].embedding) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_image_embeddings_extension(http):
     reply = http.post("/v1/embeddings", json={"model": CLIP, "input": ["a red square", {"image": b64(png())}]})
     assert reply.status_code == 200, reply.text
