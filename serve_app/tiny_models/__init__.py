@@ -49,10 +49,12 @@ def _already_built(root: str | Path, name: str, version: str) -> ModelRef | None
         return None
 
 
-def build_all(root: str | Path, force: bool = False) -> list[ModelRef]:
-    """Build every registered tiny model that is missing or fails verification."""
+def build_all(root: str | Path, force: bool = False, names: list[str] | None = None) -> list[ModelRef]:
+    """Build every registered tiny model (or those in `names`) that is missing or fails verification."""
     refs = []
     for name, (version, builder) in TINY_MODELS.items():
+        if names is not None and name not in names:
+            continue
         ref = None if force else _already_built(root, name, version)
         if ref is None:
             started = time.perf_counter()

@@ -20,7 +20,7 @@ VERSION = TINY_MODELS[NAME][0]
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("store")
-    build_all(root)
+    build_all(root, names=[NAME])
     return root
 
 
@@ -41,7 +41,7 @@ def model(llm_dir: Path):
 
 def test_build_all_skips_valid_versions(store: Path) -> None:
     manifest = (store / NAME / VERSION / MANIFEST).read_bytes()
-    assert build_all(store) == [ModelRef(NAME, VERSION, store / NAME / VERSION)]
+    assert build_all(store, names=[NAME]) == [ModelRef(NAME, VERSION, store / NAME / VERSION)]
     assert (store / NAME / VERSION / MANIFEST).read_bytes() == manifest
     assert sorted(p.name for p in (store / NAME).iterdir()) == [VERSION]
 
@@ -98,7 +98,7 @@ def test_build_all_replaces_a_corrupt_version(llm_dir: Path, tmp_path: Path) -> 
     corrupt = tmp_path / NAME / VERSION
     shutil.copytree(llm_dir, corrupt)
     (corrupt / "config.json").write_text("{}")
-    [ref] = build_all(tmp_path)
+    [ref] = build_all(tmp_path, names=[NAME])
     assert ref.path == corrupt
     assert verify(tmp_path, NAME, VERSION) == ref
     assert _manifest_files(corrupt) == _manifest_files(llm_dir)
