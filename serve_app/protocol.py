@@ -207,6 +207,8 @@ class ModelCard(BaseModel):
     engine: str = Field(description="extension: the engine serving the model on this replica")
     version: str = Field(description="extension: model store version")
     max_model_len: int | None = Field(default=None, description="extension: context window")
+    embedding_dimension: int | None = Field(default=None, description="extension: embedding models' vector size")
+    input_modalities: list[str] | None = Field(default=None, description="extension: e.g. ['text', 'image']")
 
 
 class ModelList(BaseModel):
@@ -359,3 +361,272 @@ class VideoSummaryEvent(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler):
         return {k: v for k, v in handler(self).items() if v is not None}
+
+
+# ---------------------------------------------------------------------------
+# Vision: detections, embeddings, the knowledge base (Qdrant) and the image-RAG pipeline
+# ---------------------------------------------------------------------------
+#
+# Images travel as raw bytes (multipart uploads, notebooks) or as base64 strings, optionally
+# `data:image/...;base64,` URLs (JSON). Deployments decode them with serve_app.images.
+
+ImageData = str | bytes
+
+
+class DetectionRequest(_Request):
+    """extension (not an OpenAI API): object detection on one image."""
+
+    model: str = Field(min_length=1)
+    image: ImageData = Field(description="Encoded image: raw bytes, base64, or a data URL.")
+    conf: float = Field(default=0.25, ge=0.0, le=1.0, description="Minimum score kept.")
+    iou: float = Field(default=0.7, ge=0.0, le=1.0, description="NMS IoU threshold.")
+    max_det: int = Field(default=300, ge=1, le=1000)
+    classes: list[int | str] | None = Field(default=None, description="Keep only these class ids or labels.")
+
+
+class Box(BaseModel):
+    """Corners in pixels of the original image (xyxy)."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class Detection(BaseModel):
+    box: Box
+    label: str
+    class_id: int
+    score: float
+
+
+class DetectionResponse(BaseModel):
+    id: str = Field(default_factory=lambda: new_id("det"))
+    object: Literal["detection"] = "detection"
+    created: int = Field(default_factory=now)
+    model: str
+    width: int
+    height: int
+    detections: list[Detection]
+    batch_size: int = Field(description="extension: how many images shared this forward pass")
+
+
+class ImageInput(_Request):
+    """extension: an image where OpenAI allows only text (embeddings input, search queries)."""
+
+    image: ImageData
+
+
+EmbeddingInput = str | ImageInput
+
+
+class EmbeddingRequest(_Request):
+    model: str = Field(min_length=1)
+    input: str | list[EmbeddingInput] = Field(
+        description="A string or a list of strings; list items may also be {'image': base64} (extension)."
+    )
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1, description="Only the model's own dimension is served.")
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: str | list[EmbeddingInput]) -> str | list[EmbeddingInput]:
+        if isinstance(value, list) and not value:
+            raise ValueError("input must not be an empty list")
+        if isinstance(value, list) and len(value) > 2048:
+            raise ValueError("at most 2048 inputs per request")
+        return value
+
+    @property
+    def inputs(self) -> list[EmbeddingInput]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or little-endian float32 bytes in base64.")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+    batch_size: int = Field(description="extension: the largest batch one of this request's inputs rode in")
+
+
+CollectionName = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, '_' and '-'; 1-64 chars.")
+
+
+class CollectionCreate(_Request):
+    """extension: a knowledge-base collection; its vector size and distance come from `model`."""
+
+    name: str = CollectionName
+    model: str = Field(min_length=1, description="Embedding model (served name) for its items and queries.")
+
+
+class CollectionInfo(BaseModel):
+    object: Literal["collection"] = "collection"
+    name: str
+    model: str
+    dimension: int
+    distance: str
+    items_count: int
+
+
+class CollectionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[CollectionInfo]
+
+
+class ItemCreate(_Request):
+    """A text or an image (embedded by the collection's model), or a precomputed vector."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=256, description="Default: a new UUID.")
+    text: str | None = None
+    image: ImageData | None = Field(default=None, description="Needs a collection whose model embeds images.")
+    vector: list[float] | None = Field(default=None, description="Stored as is; must have the collection's dimension.")
+    metadata: dict = Field(default_factory=dict)
+    detect: bool = Field(default=False, description="Store the image's detections in the payload.")
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ItemCreate:
+        if self.text is None and self.image is None and self.vector is None:
+            raise ValueError("an item needs `text`, `image` or `vector`")
+        if self.text is not None and self.image is not None:
+            raise ValueError("an item is either `text` or `image`, not both")
+        return self
+
+
+class ItemsCreate(_Request):
+    items: list[ItemCreate] = Field(min_length=1, max_length=1024)
+
+
+class Item(BaseModel):
+    object: Literal["collection.item"] = "collection.item"
+    id: str
+    kind: Literal["text", "image", "vector"]
+    text: str | None = None
+    metadata: dict = Field(default_factory=dict)
+    detections: list[Detection] | None = None
+    created: int
+
+
+class ItemList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Item]
+    next_offset: str | None = Field(default=None, description="Pass as `offset` for the next page.")
+
+
+class SearchRequest(_Request):
+    query: str | None = Field(default=None, description="Text to search by.")
+    image: ImageData | None = Field(default=None, description="Or an image (collection model must embed images).")
+    vector: list[float] | None = Field(default=None, description="Or a vector of the collection's dimension.")
+    top_k: int = Field(default=5, ge=1, le=100)
+    filter: dict[str, str | int | float | bool] | None = Field(
+        default=None, description="Metadata fields that must equal these values."
+    )
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SearchRequest:
+        given = [n for n in ("query", "image", "vector") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `query`, `image` or `vector`")
+        return self
+
+
+class SearchHit(BaseModel):
+    object: Literal["search.hit"] = "search.hit"
+    item: Item
+    score: float
+
+
+class SearchResponse(BaseModel):
+    object: Literal["list"] = "list"
+    collection: str
+    data: list[SearchHit]
+
+
+class Deleted(BaseModel):
+    id: str
+    object: str
+    deleted: bool = True
+
+
+class ImageRAGRequest(_Request):
+    """extension: image -> detections -> CLIP retrieval -> LLM answer."""
+
+    image: ImageData
+    question: str | None = Field(default=None, description="Default: the configured default question.")
+    collection: str | None = Field(default=None, description="Default: the configured default collection.")
+    top_k: int | None = Field(default=None, ge=1, le=100)
+    crops: bool = Field(default=False, description="Also embed and search each detected object's crop.")
+    conf: float = Field(default=0.25, ge=0.0, le=1.0)
+    max_det: int = Field(default=20, ge=1, le=300)
+    model: str | None = Field(default=None, description="LLM served name; default: the configured one.")
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    stream: bool = False
+
+
+class RetrievedItem(SearchHit):
+    source: str = Field(description="'image', or 'crop:<i>' for detection i's crop")
+
+
+class ImageRAGTimings(BaseModel):
+    detect_ms: float = 0.0
+    embed_ms: float = 0.0
+    retrieve_ms: float = 0.0
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class ImageRAGResponse(BaseModel):
+    id: str = Field(default_factory=lambda: new_id("imgrag"))
+    object: Literal["pipeline.image_rag"] = "pipeline.image_rag"
+    created: int = Field(default_factory=now)
+    model: str
+    width: int
+    height: int
+    detections: list[Detection]
+    retrieved: list[RetrievedItem]
+    answer: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    timings: ImageRAGTimings
+
+
+class ImageRAGContextEvent(BaseModel):
+    """First streamed event: everything known before the LLM starts."""
+
+    id: str
+    object: Literal["pipeline.image_rag.context"] = "pipeline.image_rag.context"
+    width: int
+    height: int
+    detections: list[Detection]
+    retrieved: list[RetrievedItem]
+    timings: ImageRAGTimings
+
+
+class ImageRAGDeltaEvent(BaseModel):
+    id: str
+    object: Literal["pipeline.image_rag.delta"] = "pipeline.image_rag.delta"
+    delta: str
+
+
+class ImageRAGDoneEvent(BaseModel):
+    id: str
+    object: Literal["pipeline.image_rag.done"] = "pipeline.image_rag.done"
+    answer: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    timings: ImageRAGTimings
+
+
+ImageRAGEvent = ImageRAGContextEvent | ImageRAGDeltaEvent | ImageRAGDoneEvent

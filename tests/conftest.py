@@ -30,9 +30,9 @@ def ray_session(tiny_models):
     import ray
     from ray import serve
 
-    # 12 logical CPUs: prod.yaml's plan (2 ingress replicas, a 4-CPU LLM, a 2-CPU ASR, the
-    # pipeline) must schedule next to local.yaml; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
-    ray.init(num_cpus=12, num_gpus=1, include_dashboard=False, namespace="serve")
+    # 20 logical CPUs: prod.yaml's plan (15 CPUs at min_replicas) must schedule next to
+    # local.yaml's; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
+    ray.init(num_cpus=20, num_gpus=1, include_dashboard=False, namespace="serve")
     yield
     serve.shutdown()
     ray.shutdown()

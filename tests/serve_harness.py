@@ -66,11 +66,29 @@ def application(
     app["args"]["data_dir"] = str(REPO / "data")
     if name:
         app["name"] = name
+        _own_qdrant(app, REPO / "data" / f"qdrant-{name}")
     if route_prefix:
         app["route_prefix"] = route_prefix
     if edit:
         edit(app)
     return app
+
+
+def _own_qdrant(app: dict, path: Path) -> None:
+    # Embedded Qdrant lets one process open a directory: a second app beside `default` needs its own.
+    qdrant = (app["args"].get("vision") or {}).get("qdrant")
+    if qdrant is not None and not qdrant.get("url"):
+        qdrant["path"] = str(path)
+
+
+def config_copy(config_name: str, workdir: Path) -> Path:
+    """configs/<name> with its embedded Qdrant moved into `workdir`, for a second Serve beside the test app."""
+    config = load_config(config_name)
+    for app in config["applications"]:
+        _own_qdrant(app, Path(workdir) / f"qdrant-{app['name']}")
+    copy_path = Path(workdir) / f"copy-{config_name}"
+    copy_path.write_text(yaml.safe_dump(config))
+    return copy_path
 
 
 def deployment_options(app: dict, name: str) -> dict:

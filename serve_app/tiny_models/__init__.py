@@ -27,6 +27,7 @@ from serve_app.model_store import (
 )
 from serve_app.tiny_models.llm import build_tiny_llm
 from serve_app.tiny_models.speech import build_tiny_wav2vec2, build_tiny_whisper
+from serve_app.tiny_models.vision import build_tiny_clip, build_tiny_yolov8n
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ TINY_MODELS: dict[str, tuple[str, Builder]] = {
     "tiny-qwen2": ("v1", build_tiny_llm),
     "tiny-whisper": ("v1", build_tiny_whisper),
     "tiny-wav2vec2-en": ("v1", build_tiny_wav2vec2),
+    "tiny-yolov8n": ("v1", build_tiny_yolov8n),
+    "tiny-clip": ("v1", build_tiny_clip),
 }
 
 

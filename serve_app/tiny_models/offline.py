@@ -9,3 +9,4 @@ def force_offline_defaults() -> None:
     # An explicit user setting still wins.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("YOLO_OFFLINE", "1")

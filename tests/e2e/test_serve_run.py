@@ -25,7 +25,8 @@ def served(tmp_path_factory, tiny_models):
     log = workdir / "serve.log"
     started = time.monotonic()
     with open(log, "w") as out:
-        config = serve_harness.REPO / "configs" / "local.yaml"
+        # local.yaml as written, but its embedded Qdrant in workdir: the session's app holds data/qdrant.
+        config = serve_harness.config_copy("local.yaml", workdir)
         proc = spawn(config, port=port, cwd=serve_harness.REPO, workdir=workdir, stdout=out)
     try:
         _wait_for_line(proc, log, "READY", timeout_s=300)

@@ -21,6 +21,11 @@ def _tiny_model(app: dict) -> None:
     speech = app["args"]["speech"]
     speech.update(model="tiny-whisper", version="v1", beam_size=1, max_new_tokens=24, cpu_threads=1)
     speech["aligners"] = {"en": {"model": "tiny-wav2vec2-en", "version": "v1"}}
+    vision = app["args"]["vision"]
+    vision["detector"].update(served_name="tiny-yolov8n", model="tiny-yolov8n", version="v1", imgsz=320)
+    vision["clip"].update(served_name="tiny-clip", model="tiny-clip", version="v1")
+    # No Qdrant server here: each VectorStore replica gets its own in-memory store.
+    vision["qdrant"] = {"path": ":memory:"}
     env_name = app["args"]["ingress"]["api_key_env"]
     app["runtime_env"] = {"env_vars": {env_name: "sk-prod-plan-test"}}
 
@@ -46,7 +51,9 @@ async def test_llm_replica_holds_its_gpu_fraction_and_falls_back_to_cpu(prod_pla
 
 def test_autoscaled_deployments_start_at_min_replicas(prod_plan):
     deployments = serve.status().applications[APP].deployments
-    for name in ("Ingress", "LLM", "ASR", "VideoSummary"):
+    autoscaled = [d["name"] for d in prod_plan["deployments"] if "autoscaling_config" in d]
+    assert {"Ingress", "LLM", "ASR", "VideoSummary", "Detector", "ClipEmbedder", "ImageRAG"} <= set(autoscaled)
+    for name in autoscaled:
         minimum = serve_harness.deployment_options(prod_plan, name)["autoscaling_config"]["min_replicas"]
         running = deployments[name].replica_states.get("RUNNING", 0)
         assert running == minimum, f"{name}: {running} running, min_replicas {minimum}"
@@ -67,3 +74,22 @@ async def test_prod_plan_transcribes_through_the_alias(prod_plan):
     transcript = await serve.get_app_handle(APP).transcribe.remote(clip, {"model": "whisper-1", "language": "en"})
     assert transcript.model == prod_plan["args"]["speech"]["served_name"]
     assert transcript.duration == pytest.approx(3.0, abs=0.05)
+
+
+def test_prod_plan_fits_one_gpu(prod_plan):
+    fractions = [
+        d["ray_actor_options"].get("num_gpus", 0) * d["autoscaling_config"]["min_replicas"]
+        for d in prod_plan["deployments"]
+        if "autoscaling_config" in d
+    ]
+    assert 0 < sum(fractions) <= 1.0
+
+
+async def test_prod_plan_app_serves_vision(prod_plan):
+    from tests.images import png
+
+    app = serve.get_app_handle(APP)
+    detected = await app.detect.remote({"model": "tiny-yolov8n", "image": png(), "max_det": 5})
+    assert (detected.width, detected.height) == (320, 240)
+    embedded = await app.embed.remote({"model": "tiny-clip", "input": ["hello", "world"]})
+    assert [len(d.embedding) for d in embedded.data] == [32, 32]

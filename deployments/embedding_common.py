@@ -1,0 +1,44 @@
+"""What the embedding deployments share: OpenAI response shaping and batch-size bookkeeping."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from serve_app.errors import InvalidRequest
+from serve_app.protocol import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
+
+
+def check_dimensions(request: EmbeddingRequest, native: int) -> None:
+    # Neither CLIP nor MiniLM is trained for truncated (Matryoshka) vectors: serve only the native size.
+    if request.dimensions is not None and request.dimensions != native:
+        raise InvalidRequest(
+            f"model '{request.model}' produces {native}-dimensional embeddings and cannot shorten them; "
+            f"omit `dimensions` or pass {native}.",
+            param="dimensions",
+        )
+
+
+def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    vector = np.asarray(vector, dtype=np.float32)
+    if encoding_format == "base64":
+        # What the OpenAI SDK decodes: little-endian float32 bytes, base64.
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()
+
+
+def embedding_response(
+    request: EmbeddingRequest, vectors: list[np.ndarray], batch_sizes: list[int], tokens: int
+) -> EmbeddingResponse:
+    return EmbeddingResponse(
+        data=[Embedding(index=i, embedding=encode_vector(v, request.encoding_format)) for i, v in enumerate(vectors)],
+        model=request.model,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+        batch_size=max(batch_sizes),
+    )
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)

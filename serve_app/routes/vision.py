@@ -1,0 +1,86 @@
+"""Detections, embeddings (OpenAI shape) and the image-RAG pipeline, over HTTP and for app-handle callers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+
+from serve_app.errors import InvalidRequest, RequestT, UnsupportedMediaType, parse_request
+from serve_app.http_api import AUTHENTICATED, JSON_API, api
+from serve_app.protocol import (
+    DetectionRequest,
+    DetectionResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ImageRAGEvent,
+    ImageRAGRequest,
+    ImageRAGResponse,
+)
+from serve_app.routes.base import Backends
+from serve_app.sse import sse_response
+
+# Multipart form fields that may repeat (OpenAI style `classes[]`) and become lists.
+_LIST_FIELDS = {"classes"}
+
+
+async def image_body(request: Request, model_type: type[RequestT]) -> RequestT:
+    """The request from a multipart upload (file field `image`) or a JSON body (base64 `image`)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from None
+        return parse_request(model_type, body)
+    if media_type == "multipart/form-data":
+        form = await request.form()
+        fields: dict[str, Any] = {}
+        for key in form:
+            name = key.removesuffix("[]")
+            values = form.getlist(key)
+            values = [await v.read() if hasattr(v, "read") else v for v in values]
+            fields[name] = values if name in _LIST_FIELDS else values[-1]
+        if "image" not in fields or isinstance(fields["image"], str):
+            raise InvalidRequest("upload the image as a file in the form field 'image'", param="image")
+        return parse_request(model_type, fields)
+    raise UnsupportedMediaType(
+        f"Content-Type must be multipart/form-data or application/json, got '{media_type or 'none'}'."
+    )
+
+
+class VisionRoutes(Backends):
+    @api.post("/v1/detections", response_model=DetectionResponse, dependencies=AUTHENTICATED)
+    async def detections(self, request: Request) -> Any:
+        return await self.detect(await image_body(request, DetectionRequest))
+
+    @api.post("/v1/embeddings", response_model=EmbeddingResponse, dependencies=JSON_API)
+    async def embeddings(self, body: EmbeddingRequest) -> Any:
+        return await self.embed(body)
+
+    @api.post("/v1/pipelines/image-rag", response_model=ImageRAGResponse, dependencies=AUTHENTICATED)
+    async def image_rag(self, request: Request) -> Any:
+        body = await image_body(request, ImageRAGRequest)
+        if body.stream:
+            return await sse_response(self.image_rag_stream(body))
+        return await self.image_rag_run(body)
+
+    # The same calls for Python callers of the app handle, routed by `model` like the HTTP API.
+
+    async def detect(self, request: DetectionRequest | dict) -> DetectionResponse:
+        request = parse_request(DetectionRequest, request)
+        return await self._model("detector", request.model).detect.remote(request)
+
+    async def embed(self, request: EmbeddingRequest | dict) -> EmbeddingResponse:
+        request = parse_request(EmbeddingRequest, request)
+        return await self._model("embedding", request.model).embed.remote(request)
+
+    async def image_rag_run(self, request: ImageRAGRequest | dict) -> ImageRAGResponse:
+        request = parse_request(ImageRAGRequest, request)
+        return await self._service("image_rag").run.remote(request)
+
+    async def image_rag_stream(self, request: ImageRAGRequest | dict) -> AsyncIterator[ImageRAGEvent]:
+        request = parse_request(ImageRAGRequest, request)
+        async for event in self._service("image_rag").options(stream=True).stream.remote(request):
+            yield event
