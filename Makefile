@@ -11,7 +11,7 @@ STORE ?= models
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: serve test install models lock bench bench-speech test-tools clean
+.PHONY: serve test install models lock bench test-tools clean
 
 serve: install models
 	$(PY) -m serve_app run $(CONFIG)
@@ -50,12 +50,11 @@ lock: | $(UV)
 	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --no-header --no-annotate --quiet -o requirements.lock
 
-bench: install models
+# Each script starts configs/local.yaml itself and prints its ratios; about 10 minutes in all.
+bench: install models test-tools
 	$(PY) benchmarks/chat_latency.py
 	$(PY) benchmarks/vision_throughput.py
-
-bench-speech: install models test-tools
-	$(PY) benchmarks/video_rtf.py
+	$(PY) benchmarks/video_rtf.py --seconds 120
 
 clean:
 	rm -rf $(VENV) .tools data .pytest_cache
