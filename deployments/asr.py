@@ -201,6 +201,7 @@ class ASRDeployment:
 
     def _run_whisperx(self, audio: np.ndarray, options: TranscriptionOptions) -> Transcript:
         import whisperx
+        from whisperx.utils import LANGUAGES
 
         timings = SpeechTimings()
         with self._lock:
@@ -238,6 +239,7 @@ class ASRDeployment:
         return Transcript(
             model=self._config.served_name,
             language=language,
+            language_name=LANGUAGES.get(language, language),
             duration=duration,
             text=" ".join(s.text.strip() for s in segments),
             segments=segments,

@@ -291,7 +291,10 @@ class Transcript(BaseModel):
     """What the ASR deployment returns to Python callers; every HTTP format is rendered from it."""
 
     model: str
-    language: str
+    language: str = Field(description="ISO-639-1 code, given or detected.")
+    language_name: str | None = Field(
+        default=None, description="The language's English name, which OpenAI's verbose_json reports."
+    )
     duration: float = Field(description="Seconds of decoded audio.")
     text: str
     segments: list[TranscriptionSegment]
@@ -315,7 +318,7 @@ class TranscriptionVerbose(BaseModel):
     """response_format=verbose_json."""
 
     task: Literal["transcribe"] = "transcribe"
-    language: str
+    language: str = Field(description="The language's name, e.g. 'english', as OpenAI reports it.")
     duration: float
     text: str
     segments: list[TranscriptionSegment] | None = None

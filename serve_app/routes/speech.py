@@ -41,7 +41,7 @@ def render_transcription(
     want_segments = "segment" in granularities or not granularities
     segments = [s if want_words else s.model_copy(update={"words": None}) for s in transcript.segments]
     verbose = TranscriptionVerbose(
-        language=transcript.language,
+        language=transcript.language_name or transcript.language,
         duration=transcript.duration,
         text=transcript.text,
         segments=segments if want_segments else None,

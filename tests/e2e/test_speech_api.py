@@ -59,7 +59,7 @@ def test_every_response_format_parses_through_the_sdk(openai_client, mp4):
     assert_cue_times_valid([(c.start_in_seconds, c.end_in_seconds) for c in captions], SECONDS + 0.1)
 
     verbose = create(response_format="verbose_json", timestamp_granularities=["word", "segment"])
-    assert verbose.language == "en" and verbose.duration == pytest.approx(SECONDS, abs=0.1)
+    assert verbose.language == "english" and verbose.duration == pytest.approx(SECONDS, abs=0.1)
     assert verbose.segments and verbose.words
     for segment in verbose.segments:
         assert 0 <= segment.start <= segment.end <= verbose.duration + 1e-6
@@ -99,7 +99,7 @@ def test_webm_video_and_language_without_aligner(openai_client, webm):
         response_format="verbose_json",
         timestamp_granularities=["word", "segment"],
     )
-    assert verbose.language == "de"
+    assert verbose.language == "german"
     assert verbose.segments, "segment timings are still returned"
     assert not verbose.words
     assert "no aligner" in verbose.model_extra["alignment_note"]
