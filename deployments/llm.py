@@ -87,7 +87,10 @@ class LLMDeployment:
         """Generations on this replica: running now, and how past ones ended."""
         return self._stats.snapshot()
 
-    def count_tokens(self, text: str) -> int:
+    def count_tokens(self, text: str | list[str]) -> int | list[int]:
+        """Tokens in `text` (or in each of a list of texts, in one call) by this model's tokenizer."""
+        if isinstance(text, list):
+            return [len(ids) for ids in self._tokenizer(text, add_special_tokens=False)["input_ids"]]
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     async def chat(self, request: ChatCompletionRequest | dict) -> ChatCompletion:

@@ -129,7 +129,7 @@ class Summariser:
 
     async def _chunk(self, pieces: list[str], budget: int) -> list[str]:
         """Pack pieces (segment texts) greedily into chunks of at most `budget` tokens."""
-        counts = await asyncio.gather(*(self._count(p) for p in pieces))
+        counts = await self._llm.count_tokens.remote(pieces)  # one call for every segment
         fitted: list[tuple[str, int]] = []
         for piece, count in zip(pieces, counts, strict=True):
             fitted.extend(await self._split(piece, count, budget))

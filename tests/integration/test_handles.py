@@ -86,3 +86,11 @@ async def test_handle_errors_keep_their_type_and_the_replica_keeps_serving():
         await llm.chat.remote({"model": LOCAL_MODEL, "messages": []})
     assert isinstance(unwrap(info.value), InvalidRequest)
     assert (await llm.chat.remote(chat_request())).choices
+
+
+async def test_count_tokens_of_a_list_equals_one_by_one():
+    llm = serve.get_deployment_handle("LLM", app_name="default")
+    texts = ["Hello there.", "", "A longer sentence, with punctuation: and more words!"]
+    alone = [await llm.count_tokens.remote(t) for t in texts]
+    assert alone[0] > 0 and alone[1] == 0
+    assert await llm.count_tokens.remote(texts) == alone

@@ -20,6 +20,11 @@ class _Remote:
         return self._fn(*args)
 
 
+def _count_words(text: str | list[str]) -> int | list[int]:
+    # The LLM deployment's count_tokens contract: one text, or a list counted in one call.
+    return [len(t.split()) for t in text] if isinstance(text, list) else len(text.split())
+
+
 class FakeLLM:
     """Counts one token per word; answers every chat with a fixed short summary."""
 
@@ -28,7 +33,7 @@ class FakeLLM:
         self.card = _Remote(
             lambda: ModelCard(id="fake", kind="llm", engine="x", version="v", max_model_len=max_model_len)
         )
-        self.count_tokens = _Remote(lambda text: len(text.split()))
+        self.count_tokens = _Remote(_count_words)
         self.chat = _Remote(self._chat)
 
     def _chat(self, request):
