@@ -15,6 +15,7 @@ import asyncio
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ import yaml
 from serve_app.launch import free_port, spawn
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests import serve_harness  # noqa: E402
+
 MESSAGES = [{"role": "user", "content": "Write one sentence about the sea."}]
 
 
@@ -56,7 +61,10 @@ def _args() -> argparse.Namespace:
 
 def _start_server(config_path: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = spawn(config_path, port=port, cwd=REPO, workdir=Path(tempfile.mkdtemp()), stdout=subprocess.DEVNULL)
+    workdir = Path(tempfile.mkdtemp())
+    # Its own embedded Qdrant directory, so a `make serve` already running (holding data/qdrant) is no obstacle.
+    config = serve_harness.config_copy(config_path, workdir)
+    proc = spawn(config, port=port, cwd=REPO, workdir=workdir, stdout=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     while time.monotonic() - started < 300 and proc.poll() is None:

@@ -81,13 +81,17 @@ def _own_qdrant(app: dict, path: Path) -> None:
         qdrant["path"] = str(path)
 
 
-def config_copy(config_name: str, workdir: Path) -> Path:
-    """configs/<name> with its embedded Qdrant moved into `workdir`, for a second Serve beside the test app."""
-    config = load_config(config_name)
-    for app in config["applications"]:
+def config_copy(config: str | Path, workdir: Path) -> Path:
+    """A config file (a path, or a name under configs/) with its embedded Qdrant moved into `workdir`.
+
+    For a second Serve beside the test app or a `make serve` (which holds data/qdrant).
+    """
+    path = next(p for p in (Path(config), REPO / config, REPO / "configs" / config) if p.is_file())
+    loaded = yaml.safe_load(path.read_text())
+    for app in loaded["applications"]:
         _own_qdrant(app, Path(workdir) / f"qdrant-{app['name']}")
-    copy_path = Path(workdir) / f"copy-{config_name}"
-    copy_path.write_text(yaml.safe_dump(config))
+    copy_path = Path(workdir) / f"copy-{path.name}"
+    copy_path.write_text(yaml.safe_dump(loaded))
     return copy_path
 
 
