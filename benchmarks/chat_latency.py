@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import yaml
 
-from serve_app.launch import free_port, spawn
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests import serve_harness  # noqa: E402
+from benchmarks.serving import serving  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Write one sentence about the sea."}]
 
@@ -37,14 +32,8 @@ def main() -> None:
     args = _args()
     config = yaml.safe_load(Path(args.config).read_text())
     llm = config["applications"][0]["args"]["llm"]
-    server = None if args.base_url else _start_server(args.config)
-    base_url = args.base_url or server[1]
-    try:
+    with serving(args.config, args.base_url) as base_url:
         http = asyncio.run(_measure_http(base_url, llm["served_name"], args))
-    finally:
-        if server:
-            server[0].send_signal(signal.SIGINT)
-            server[0].wait(timeout=90)
     direct = asyncio.run(_measure_direct(config["applications"][0], args))
     _report(http, direct, args)
 
@@ -57,26 +46,6 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=8)
     return parser.parse_args()
-
-
-def _start_server(config_path: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp())
-    # Its own embedded Qdrant directory, so a `make serve` already running (holding data/qdrant) is no obstacle.
-    config = serve_harness.config_copy(config_path, workdir)
-    proc = spawn(config, port=port, cwd=REPO, workdir=workdir, stdout=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    while time.monotonic() - started < 300 and proc.poll() is None:
-        try:
-            if httpx.get(f"{base_url}/ready", timeout=5).status_code == 200:
-                print(f"server ready in {time.monotonic() - started:.1f}s")
-                return proc, base_url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    proc.kill()
-    raise SystemExit(f"server not ready (exit code {proc.poll()}) after {time.monotonic() - started:.0f}s")
 
 
 async def _measure_http(base_url: str, model: str, args: argparse.Namespace) -> dict:

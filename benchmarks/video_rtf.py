@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.speech_media makes the input video
 
-from benchmarks.chat_latency import _start_server  # noqa: E402
+from benchmarks.serving import serving  # noqa: E402
 from tests import speech_media  # noqa: E402
 
 
@@ -37,14 +36,8 @@ def main() -> None:
     app = config["applications"][0]
     video = speech_media.encode(speech_media.speech(args.seconds), "mp4", video=True)
     print(f"input: {args.seconds:.0f} s of speech muxed into a {len(video) / 1e6:.1f} MB mp4 (with a video track)")
-    server = None if args.base_url else _start_server(args.config)
-    base_url = args.base_url or server[1]
-    try:
+    with serving(args.config, args.base_url) as base_url:
         http = asyncio.run(_measure_http(base_url, video, args))
-    finally:
-        if server:
-            server[0].send_signal(signal.SIGINT)
-            server[0].wait(timeout=90)
     direct = _measure_direct(app, video, args)
     _report(http, direct, args)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.chat_latency import _start_server  # noqa: E402
+from benchmarks.serving import serving  # noqa: E402
 from tests.images import COLORS, SHAPES, b64, png  # noqa: E402
 
 
@@ -35,14 +34,8 @@ def main() -> None:
     app = yaml.safe_load(Path(args.config).read_text())["applications"][0]
     vision = app["args"]["vision"]
     images = [png(shape, color, size=(320 + 16 * i, 240)) for i, (shape, color) in enumerate(_combos(args.images))]
-    server = None if args.base_url else _start_server(args.config)
-    base_url = args.base_url or server[1]
-    try:
+    with serving(args.config, args.base_url) as base_url:
         http = asyncio.run(_http(base_url, vision, images, args))
-    finally:
-        if server:
-            server[0].send_signal(signal.SIGINT)
-            server[0].wait(timeout=90)
     direct = _direct(app, images, args)
     _report(http, direct, args)
 
