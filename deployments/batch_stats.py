@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 class BatchStats:
@@ -13,6 +16,12 @@ class BatchStats:
 
     def record(self, size: int) -> None:
         self._sizes[size] += 1
+
+    async def run(self, encode: Callable[[list], Sequence], items: list) -> list[tuple[Any, int]]:
+        """One forward pass over `items` off the event loop, recorded; each output paired with its batch size."""
+        outputs = await asyncio.to_thread(encode, items)
+        self.record(len(items))
+        return [(output, len(items)) for output in outputs]
 
     def snapshot(self) -> dict:
         return {

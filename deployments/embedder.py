@@ -103,15 +103,11 @@ class ClipEmbedder:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _text_batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
-        vectors = await asyncio.to_thread(self._encode_texts, texts)
-        self._stats.record(len(texts))
-        return [(v, len(texts)) for v in vectors]
+        return await self._stats.run(self._encode_texts, texts)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _image_batch(self, images: list) -> list[tuple[np.ndarray, int]]:
-        vectors = await asyncio.to_thread(self._encode_images, images)
-        self._stats.record(len(images))
-        return [(v, len(images)) for v in vectors]
+        return await self._stats.run(self._encode_images, images)
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         tokens = self._tokenizer(texts).to(self._device)

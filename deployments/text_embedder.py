@@ -83,9 +83,7 @@ class TextEmbedder:
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.01)
     async def _batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
-        vectors = await asyncio.to_thread(self._encode, texts)
-        self._stats.record(len(texts))
-        return [(v, len(texts)) for v in vectors]
+        return await self._stats.run(self._encode, texts)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)

@@ -92,6 +92,12 @@ def test_batch_stats_histogram():
     assert stats.snapshot() == {"batches": 3, "inputs": 9, "max_batch_size": 4, "batch_sizes": {"1": 1, "4": 2}}
 
 
+async def test_batch_stats_run_pairs_each_output_with_its_batch_size_and_records_the_pass():
+    stats = BatchStats()
+    assert await stats.run(lambda texts: [t.upper() for t in texts], ["a", "b", "c"]) == [("A", 3), ("B", 3), ("C", 3)]
+    assert stats.snapshot()["batch_sizes"] == {"3": 1}
+
+
 def _detection(label: str, x1: float, x2: float) -> Detection:
     return Detection(box=Box(x1=x1, y1=0, x2=x2, y2=10), label=label, class_id=0, score=0.5)
 
