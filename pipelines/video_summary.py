@@ -60,11 +60,8 @@ class Summariser:
     async def plan(self) -> SummaryPlan:
         card = await self._llm.card.remote()
         max_tokens = self._options.max_summary_tokens or self._config.max_summary_tokens
-        prompt_overhead = max(
-            await self._count(self._config.system_prompt + self._config.chunk_prompt),
-            await self._count(self._config.system_prompt + self._config.combine_prompt),
-            await self._count(self._config.system_prompt + self._config.summary_prompt),
-        )
+        templates = (self._config.chunk_prompt, self._config.combine_prompt, self._config.summary_prompt)
+        prompt_overhead = max(await self._llm.count_tokens.remote([self._config.system_prompt + t for t in templates]))
         room = card.max_model_len - max_tokens - prompt_overhead - _TEMPLATE_MARGIN
         if room < 32:
             raise InvalidRequest(
