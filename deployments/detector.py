@@ -35,6 +35,13 @@ class _Options:
     classes: tuple[int, ...] | None
 
 
+def _probe_job() -> tuple:
+    """A blank image with default options: warms the model at start-up, then proves it answers in health checks."""
+    from PIL import Image
+
+    return Image.new("RGB", (64, 48)), _Options(0.25, 0.7, 10, None)
+
+
 def _prepare_ultralytics_offline() -> None:
     # Ultralytics downloads Arial.ttf on first plot even with YOLO_OFFLINE=1 unless a copy is in its
     # config dir; matplotlib ships DejaVuSans, which serves the same purpose.
@@ -89,9 +96,8 @@ class Detector:
         self._stats = BatchStats()
         self._batch.set_max_batch_size(config.batching.max_batch_size)
         self._batch.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
-        from PIL import Image
-
-        self._predict([Image.new("RGB", (64, 48))], _Options(0.25, 0.7, 10, None))  # first call is slow: pay it here
+        image, options = _probe_job()
+        self._predict([image], options)  # the first call is slow: pay it here
         logger.info("Detector %s (%s) on %s", config.served_name, self._ref.path, self._device)
 
     def card(self) -> ModelCard:
@@ -122,9 +128,7 @@ class Detector:
         )
 
     async def check_health(self) -> None:
-        from PIL import Image
-
-        await self._batch((Image.new("RGB", (64, 48)), _Options(0.25, 0.7, 10, None)))
+        await self._batch(_probe_job())
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _batch(self, jobs: list[tuple]) -> list[tuple[list[Detection], int]]:
