@@ -104,6 +104,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kuberay_args(parser: argparse.ArgumentParser) -> None:
+    from serve_app import kuberay
+
+    kuberay.add_arguments(parser)
+
+
+def _kuberay(args: argparse.Namespace) -> int:
+    from serve_app import kuberay
+
+    return kuberay.run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("`serve run CONFIG` on a fresh local Ray (dashboard off), announcing readiness", _run_args, _run),
     "build-tiny-models": Command(
@@ -112,6 +124,9 @@ COMMANDS: dict[str, Command] = {
     "fetch-model": Command("download a Hugging Face repository into the store", _fetch_model_args, _fetch_model),
     "import-model": Command("copy a local model directory into the store", _import_model_args, _import_model),
     "verify-model": Command("check a stored version against its manifest", _verify_model_args, _verify_model),
+    "kuberay": Command(
+        "print (or -o write) a KubeRay RayService whose serveConfigV2 is CONFIG's applications", _kuberay_args, _kuberay
+    ),
 }
 
 
