@@ -92,6 +92,10 @@ def rayservice(document: dict, args: argparse.Namespace) -> dict:
     app_args = [app.get("args") or {} for app in serve["applications"]]
     env = _environment(app_args, args)
     mounts = _mounts(app_args, args)
+    # Sizes for prod.yaml at min_replicas: the head holds the CPU-only replicas (Ingress 2 x 1, pipelines, the
+    # VectorStore: ~4 CPUs) next to the GCS and Serve controller; a GPU worker holds one replica of every GPU
+    # deployment (LLM 4 + ASR 2 + Detector 2 + ClipEmbedder 2 + TextEmbedder 1 = 11 CPUs) with room to grow.
+    # Ray reads its CPU and GPU counts from these limits.
     head = _container("ray-head", args.image, env, mounts, _head_ports(), {"cpu": "8", "memory": "32Gi"})
     worker = _container(
         "ray-worker",

@@ -7,6 +7,9 @@ import pytest
 from serve_app.config import QdrantConfig
 
 ENV = "QDRANT_URL_UNDER_TEST"
+# A port nothing listens on: the remote client's start-up version check is refused at once, and warns.
+UNREACHABLE = "http://127.0.0.1:9"
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 
 
 def test_url_env_wins_over_url_when_set():
@@ -40,12 +43,10 @@ def _vector_store(config: QdrantConfig, tmp_path):
     return VectorStore.func_or_class(config, tmp_path, embedders={})
 
 
-# The remote client asks the (absent) server for its version at construction and warns.
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_vector_store_replica_connects_to_the_url_from_its_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(ENV, "http://qdrant-from-env:6334")
+    monkeypatch.setenv(ENV, UNREACHABLE)
     store = _vector_store(QdrantConfig(url="http://qdrant:6333", url_env=ENV), tmp_path)
-    assert store._where == "http://qdrant-from-env:6334"
+    assert store._where == UNREACHABLE
 
 
 def test_vector_store_replica_falls_back_to_embedded_path_without_the_variable(monkeypatch, tmp_path):
