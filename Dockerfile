@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # The production image (GPU). Weights and state are never baked in: mount the model store at /models
 # (filled with `python -m serve_app fetch-model ... --store /models`) and a writable volume at /data.
 #   docker build -t multimodel-serve:0.1.0 .
@@ -48,7 +47,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && echo /usr/local/cuda-12.9/targets/x86_64-linux/lib > /etc/ld.so.conf.d/zz-cublas-12.conf \
     && ldconfig
-RUN useradd --create-home --uid 1000 --user-group serve \
+# Ubuntu 24.04 images ship a user `ubuntu` with uid 1000: give the uid (KubeRay's runAsUser) to `serve`.
+RUN if id -u ubuntu >/dev/null 2>&1; then userdel --remove ubuntu; fi \
+    && useradd --create-home --uid 1000 --user-group serve \
     && mkdir -p /models /data \
     && chown serve:serve /data
 COPY --from=build /opt/python /opt/python

@@ -121,3 +121,12 @@ def test_dockerignore_keeps_weights_state_and_tooling_out_but_not_the_sources():
     assert {".git", ".venv", ".tools", "models", "data", "**/__pycache__", ".pytest_cache"} <= ignored
     copied = {w for k, a in _instructions() if k == "COPY" and "--from" not in a for w in a.split()[:-1]}
     assert not copied & ignored, f"COPY of an ignored path: {copied & ignored}"
+
+
+def test_the_image_user_is_the_uid_kuberay_runs_pods_as():
+    (uid,) = re.findall(r"useradd [^&]*--uid (\d+)[^&]* (\w+)\s*(?:&&|$)", " ".join(_all("RUN")))
+    assert _all("USER", _stages()[-1])[-1] == uid[1]
+    manifest = yaml.safe_load((REPO / "deploy" / "kuberay" / "rayservice.yaml").read_text())
+    cluster = manifest["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        assert group["template"]["spec"]["securityContext"]["runAsUser"] == int(uid[0])
