@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -72,9 +73,11 @@ def render(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0 <= args.min_gpu_workers <= args.max_gpu_workers or args.max_gpu_workers < 1:
-        raise SystemExit("error: need 0 <= --min-gpu-workers <= --max-gpu-workers and --max-gpu-workers >= 1")
-    text = render(args)
+    try:
+        text = render(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.output is None:
         print(text, end="")
     else:
@@ -88,10 +91,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def rayservice(document: dict, args: argparse.Namespace) -> dict:
+    if not 0 <= args.min_gpu_workers <= args.max_gpu_workers or args.max_gpu_workers < 1:
+        raise ValueError("need 0 <= --min-gpu-workers <= --max-gpu-workers and --max-gpu-workers >= 1")
     serve = serve_config(document)
     app_args = [app.get("args") or {} for app in serve["applications"]]
     env = _environment(app_args, args)
-    mounts = _mounts(app_args, args)
+    mounts = _mounts(app_args)
     # Sizes for prod.yaml at min_replicas: the head holds the CPU-only replicas (Ingress 2 x 1, pipelines, the
     # VectorStore: ~4 CPUs) next to the GCS and Serve controller; a GPU worker holds one replica of every GPU
     # deployment (LLM 4 + ASR 2 + Detector 2 + ClipEmbedder 2 + TextEmbedder 1 = 11 CPUs) with room to grow.
@@ -155,7 +160,7 @@ def _environment(app_args: list[dict], args: argparse.Namespace) -> list[dict]:
     return env
 
 
-def _mounts(app_args: list[dict], args: argparse.Namespace) -> list[dict]:
+def _mounts(app_args: list[dict]) -> list[dict]:
     paths = {}
     for key in ("model_store", "data_dir"):
         found = {str(a.get(key)) for a in app_args}

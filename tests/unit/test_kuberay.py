@@ -136,10 +136,13 @@ def test_cli_writes_the_file_and_records_how(tmp_path, monkeypatch, capsys):
     )
 
 
-def test_worker_bounds_are_checked(monkeypatch):
+def test_bad_worker_bounds_are_an_error_not_a_manifest(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(REPO)
-    with pytest.raises(SystemExit, match="min-gpu-workers"):
-        main(["kuberay", "configs/prod.yaml", "--image", "x", "--min-gpu-workers", "3", "--max-gpu-workers", "2"])
+    out = tmp_path / "rs.yaml"
+    argv = ["kuberay", "configs/prod.yaml", "--image", "x", "--min-gpu-workers", "3", "--max-gpu-workers", "2"]
+    assert main([*argv, "-o", str(out)]) == 1
+    assert "--min-gpu-workers" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_drift_is_caught(tmp_path, monkeypatch):
