@@ -1,6 +1,9 @@
 # Two commands matter: `make serve` and `make test`. Each installs what is missing first.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# What `uv venv` is asked for: the same interpreter by default; a version (VENV_PYTHON=3.11) lets uv
+# use a Python it manages, downloaded when absent (the Dockerfile does this: no 3.11 on its base).
+VENV_PYTHON ?= $(PYTHON)
 UV_VERSION := 0.13.8
 UV := .tools/uv/bin/uv
 VENV := .venv
@@ -28,7 +31,7 @@ $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION)
 
 $(INSTALLED): pyproject.toml requirements.lock | $(UV)
-	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) venv --quiet --allow-existing --python $(VENV_PYTHON) $(VENV)
 	$(UV) pip sync --python $(PY) requirements.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@

@@ -2,7 +2,8 @@
 
 Embedded Qdrant (a directory under the data dir) by default: only ONE process may open that
 directory, so this deployment must run as a single replica. With `qdrant.url` (a Qdrant server)
-any number of replicas can connect.
+any number of replicas can connect; `qdrant.url_env` names a variable that, when set here in the
+replica, overrides the URL (compose and KubeRay point it at their own Qdrant service).
 
     store = serve.get_deployment_handle("VectorStore", app_name="default")
     await store.create_collection.remote({"name": "kb", "model": "tiny-clip"})
@@ -81,10 +82,11 @@ class VectorStore:
         self._embedders = embedders
         self._detector = detector
         self._detector_model = detector_model
-        if config.url:
+        url = config.server_url()
+        if url:
             api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
-            self._client = AsyncQdrantClient(url=config.url, api_key=api_key, timeout=int(config.timeout_s))
-            self._where = config.url
+            self._client = AsyncQdrantClient(url=url, api_key=api_key, timeout=int(config.timeout_s))
+            self._where = url
         else:
             path = config.path or str(Path(data_dir) / "qdrant")
             if path == ":memory:":

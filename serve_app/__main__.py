@@ -117,6 +117,18 @@ def _plan(args: argparse.Namespace) -> int:
     return 0 if holds else 1
 
 
+def _kuberay_args(parser: argparse.ArgumentParser) -> None:
+    from serve_app import kuberay
+
+    kuberay.add_arguments(parser)
+
+
+def _kuberay(args: argparse.Namespace) -> int:
+    from serve_app import kuberay
+
+    return kuberay.run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("`serve run CONFIG` on a fresh local Ray (dashboard off), announcing readiness", _run_args, _run),
     "plan": Command("print a config's GPU plan; exit 1 when a budget does not fit its fraction", _plan_args, _plan),
@@ -126,6 +138,9 @@ COMMANDS: dict[str, Command] = {
     "fetch-model": Command("download a Hugging Face repository into the store", _fetch_model_args, _fetch_model),
     "import-model": Command("copy a local model directory into the store", _import_model_args, _import_model),
     "verify-model": Command("check a stored version against its manifest", _verify_model_args, _verify_model),
+    "kuberay": Command(
+        "print (or -o write) a KubeRay RayService whose serveConfigV2 is CONFIG's applications", _kuberay_args, _kuberay
+    ),
 }
 
 

@@ -7,6 +7,8 @@ by deployment name, so operators tune them without touching Python.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -175,6 +177,11 @@ class QdrantConfig(_Strict):
         "':memory:' keeps nothing.",
     )
     url: str | None = Field(default=None, description="A Qdrant server (then VectorStore replicas may scale).")
+    url_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the server URL; when set and present it wins over url "
+        "(and over path). Read in the VectorStore replica, so compose / Kubernetes set it per environment.",
+    )
     api_key_env: str | None = Field(default=None, description="Environment variable holding the server's API key.")
     timeout_s: float = Field(default=10.0, gt=0.0)
 
@@ -183,6 +190,11 @@ class QdrantConfig(_Strict):
         if self.path and self.url:
             raise ValueError("set qdrant.path (embedded) or qdrant.url (server), not both")
         return self
+
+    def server_url(self, environ: Mapping[str, str] = os.environ) -> str | None:
+        """The server to connect to: $url_env when it is set and non-empty, else `url`; None means embedded."""
+        from_env = environ.get(self.url_env) if self.url_env else None
+        return from_env or self.url
 
 
 DEFAULT_RAG_PROMPT = (
