@@ -2,16 +2,22 @@
 
     python benchmarks/node_failure.py                         # head + 2 GPU workers, prints the report
     python benchmarks/node_failure.py --json out.json --before-s 8 --after-s 8
+    python benchmarks/node_failure.py --vision-replicas 1    # Detector and CLIP on one node only
 
 The cluster is built in this process with `ray.cluster_utils.Cluster` (every node a set of Ray
 processes on this machine, each with its own declared resources):
 - head: no GPU, custom resource `ingress_host`; Serve's controller lives here, and the Ingress is
   pinned here by requiring a sliver of `ingress_host`. A custom resource, not a node label, because
-  it works the same with `ray start --resources`, KubeRay's `rayStartParams` and Serve's
-  `ray_actor_options.resources`, which every Ray version here accepts.
+  it is spelled the same way in `ray start --resources`, KubeRay's `rayStartParams` and Serve's
+  `ray_actor_options.resources`, and Ray's scheduler enforces it like CPU or GPU.
 - GPU workers: `num_gpus=1` each (declared, not real: replicas see no CUDA and run the CPU engines).
-  The LLM (2 replicas), Detector and ClipEmbedder ask for GPU fractions, so they can only land there.
-  The fractions add up to one card (2 x 0.4 + 0.1 + 0.1), so one surviving worker can hold them all.
+  The LLM, Detector and ClipEmbedder ask for GPU fractions, so they can only land there.
+  Each runs two replicas, spread over the two workers by Serve's default SPREAD scheduling, and the
+  fractions of all six add up to one card, so the surviving worker can hold them all.
+  Two, not one, for Detector and CLIP too: Serve's router holds a request for a deployment with no live
+  replica until one exists ("This will block indefinitely if no replicas are available", in
+  ray/serve/_private/router.py), so a single replica on the lost node makes its requests wait out the
+  whole rebuild. `--vision-replicas 1` shows it: those requests run into the client timeout.
 
 Clients talk to the head's proxy only. With `proxy_location: EveryNode` each node runs a proxy; on a
 real cluster a load balancer health-checks them and drops a dead node's. Here all nodes share one IP,
@@ -21,9 +27,9 @@ Worker proxies are therefore moved to their own port (RAY_SERVE_WORKER_PROXY_HTT
 clients use the head's, the one proxy that outlives any worker.
 
 Reported: requests sent / succeeded / failed (status codes and error kinds; a request that runs past
-its timeout is counted as `timeout`, which must never happen), time from the start of the removal until
-`/ready` answers 200 AND every deployment has its target replicas running on live nodes, and the
-replicas' placement before and after.
+its timeout is counted as `timeout`: with two replicas per deployment that must never happen), time
+from the start of the removal until `/ready` answers 200 AND every deployment has its target replicas
+running on live nodes, and the replicas' placement before and after.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from tests import serve_harness  # noqa: E402
 from tests.images import png  # noqa: E402
 
 INGRESS_RESOURCE = "ingress_host"
+# Two, so the lost worker's replicas can be rebuilt on the survivor (memory here allows it: see the README).
+GPU_WORKERS = 2
 GPU_DEPLOYMENTS = ("LLM", "Detector", "ClipEmbedder")
 # One card's worth in all (2 x 0.3 + 2 x 0.1 + 2 x 0.1), so the surviving worker can take every replica.
 GPU_FRACTIONS = {"LLM": 0.3, "Detector": 0.1, "ClipEmbedder": 0.1}
@@ -95,7 +103,6 @@ def main() -> None:
 
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpu-workers", type=int, default=2, choices=(1, 2), help="1: a replacement joins later")
     parser.add_argument("--clients", type=int, default=6, help="client threads (chat, detections, embeddings)")
     parser.add_argument("--before-s", type=float, default=15, help="load before the removal")
     parser.add_argument("--after-s", type=float, default=15, help="load after recovery")
@@ -108,7 +115,6 @@ def _args() -> argparse.Namespace:
         help="Detector and CLIP replicas; with 1, requests queue while the lost one is rebuilt",
     )
     parser.add_argument("--request-timeout-s", type=float, default=30)
-    parser.add_argument("--replacement-delay-s", type=float, default=5, help="with --gpu-workers 1")
     parser.add_argument("--json", help="write the report here too")
     return parser.parse_args()
 
@@ -124,7 +130,7 @@ def _stop_on_signals() -> None:
 def _run(cluster, head_port: int, args: argparse.Namespace, started: float) -> dict:
     import ray
 
-    workers = [_add_gpu_worker(cluster) for _ in range(args.gpu_workers)]
+    workers = [_add_gpu_worker(cluster) for _ in range(GPU_WORKERS)]
     ray.init(address=cluster.address, namespace=SERVE_NAMESPACE)
     from ray.serve._private import api as serve_api
 
@@ -135,7 +141,7 @@ def _run(cluster, head_port: int, args: argparse.Namespace, started: float) -> d
     _wait_ready(base_url, 120)
     targets = {d["name"]: d["num_replicas"] for d in app["deployments"]}
     report: dict = {
-        "gpu_workers": args.gpu_workers,
+        "gpu_workers": GPU_WORKERS,
         "vision_replicas": args.vision_replicas,
         "head_node_id": cluster.head_node.node_id,
         "deploy_s": round(time.monotonic() - started, 1),
@@ -152,10 +158,6 @@ def _run(cluster, head_port: int, args: argparse.Namespace, started: float) -> d
     removal_started = load.now()
     cluster.remove_node(victim)
     report["remove_node_call_s"] = round(load.now() - removal_started, 2)
-    if args.gpu_workers == 1:
-        # As KubeRay would: the lost pod's replacement joins after a while.
-        time.sleep(args.replacement_delay_s)
-        report["replacement_node_id"] = _add_gpu_worker(cluster).node_id
     recovered, timeline = _wait_recovered(base_url, targets, victim.node_id, load, args.recovery_timeout_s)
     report["recovered"] = recovered is not None
     report["recovery_s"] = round(recovered - removal_started, 2) if recovered is not None else None
