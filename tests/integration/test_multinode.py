@@ -19,7 +19,7 @@ import pytest
 from tests import serve_harness
 
 GPU_DEPLOYMENTS = {"LLM", "Detector", "ClipEmbedder"}
-RECOVERY_BOUND_S = 150  # generous: a 2-core machine rebuilds three replicas in well under a minute
+RECOVERY_BOUND_S = 300  # generous: the rebuild took 110-169 s on a 2-core machine shared with other Ray runs
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +36,12 @@ def report(tmp_path_factory, tiny_models) -> dict:
         command, cwd=serve_harness.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        output, _ = proc.communicate(timeout=600)
+        output, _ = proc.communicate(timeout=900)
     except subprocess.TimeoutExpired:
         # SIGTERM lets the script tear its cluster down (it turns it into KeyboardInterrupt).
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=90)
-        pytest.fail(f"node_failure.py ran past 600s:\n{output[-4000:]}")
+        pytest.fail(f"node_failure.py ran past 900s:\n{output[-4000:]}")
     assert proc.returncode == 0, output[-4000:]
     return json.loads(out.read_text())
 
