@@ -38,8 +38,10 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -76,26 +78,30 @@ def main() -> None:
     args = _args()
     _stop_on_signals()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Cluster writes its address to <ray temp dir>/ray_current_cluster, where any plain `ray.init()` on this
+    # machine (another test session, `make serve`) would find it and join this cluster instead of starting
+    # its own: a private temp dir keeps the cluster, its sessions and that file to this run.
+    temp_root = Path(tempfile.mkdtemp(prefix="nf-", dir="/tmp"))  # short: Ray's socket paths must fit 107 chars
+    os.environ["RAY_TMPDIR"] = str(temp_root)
     head_port = free_port()
     # Read by each worker node's proxy (the head's is exempt): see the module docstring.
     os.environ["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(free_port())
     from ray.cluster_utils import Cluster
 
     started = time.monotonic()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 2,
-            "num_gpus": 0,
-            "resources": {INGRESS_RESOURCE: 1},
-            "include_dashboard": True,  # ray.util.state (placement) asks the dashboard
-            "dashboard_port": free_port(),
-        },
-    )
+    cluster = Cluster()
     try:
+        cluster.add_node(
+            num_cpus=2,
+            num_gpus=0,
+            resources={INGRESS_RESOURCE: 1},
+            include_dashboard=True,  # ray.util.state (placement) asks the dashboard
+            dashboard_port=free_port(),
+        )
         report = _run(cluster, head_port, args, started)
     finally:
         _teardown(cluster)
+        shutil.rmtree(temp_root, ignore_errors=True)
     _print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -106,7 +112,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=6, help="client threads (chat, detections, embeddings)")
     parser.add_argument("--before-s", type=float, default=15, help="load before the removal")
     parser.add_argument("--after-s", type=float, default=15, help="load after recovery")
-    parser.add_argument("--recovery-timeout-s", type=float, default=180)
+    parser.add_argument("--recovery-timeout-s", type=float, default=300)
     parser.add_argument(
         "--vision-replicas",
         type=int,
@@ -375,7 +381,7 @@ def _teardown(cluster) -> None:
 
 def _print_report(report: dict) -> None:
     short = {n["node_id"]: ("head " if n["is_head"] else "gpu  ") + n["node_id"][:8] for n in report["nodes"]}
-    print(f"\ncluster: head + {report['gpu_workers']} GPU worker(s), app deployed in {report['deploy_s']}s")
+    print(f"\ncluster: head + {report['gpu_workers']} GPU workers, up and deployed in {report['deploy_s']}s")
     for node in report["nodes"]:
         print(f"  node {short[node['node_id']]}  {node['resources']}")
     for title in ("placement_before", "placement_after"):
