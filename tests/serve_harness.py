@@ -75,7 +75,14 @@ def wait_running(names: set[str], timeout_s: float) -> None:
         if all(s == "RUNNING" for s in states.values()):
             return
         time.sleep(0.5)
-    raise TimeoutError(f"applications not running after {timeout_s}s: {states}")
+    waiting = {
+        f"{n}/{d}": (status.status, status.replica_states, status.message)
+        for n in names
+        if n in apps and apps[n].status != "RUNNING"
+        for d, status in apps[n].deployments.items()
+        if status.status != "HEALTHY"
+    }
+    raise TimeoutError(f"applications not running after {timeout_s}s: {states}; waiting on {waiting}")
 
 
 def application(
