@@ -25,6 +25,7 @@ from ray import serve
 
 from serve_app.config import SpeechConfig
 from serve_app.errors import InvalidRequest, NotFound, parse_request
+from serve_app.gpu_plan import GPUClaim
 from serve_app.protocol import (
     ModelCard,
     SpeechTimings,
@@ -81,10 +82,15 @@ def _segments(raw: list[dict], aligned: bool, temperature: float) -> list[Transc
 
 @serve.deployment(name="ASR")
 class ASRDeployment:
-    def __init__(self, speech: SpeechConfig, model_store: Path, data_dir: Path):
+    def __init__(self, speech: SpeechConfig, model_store: Path, data_dir: Path, gpu: GPUClaim | None = None):
         from serve_app.runtime import configure_offline_runtime
 
         configure_offline_runtime(data_dir)
+
+        from deployments.gpu_budget import claim_gpu
+
+        # CTranslate2 has no allocator cap: the budget bounds its torch parts (VAD, aligners) only.
+        claim_gpu(gpu)
 
         import torch
         import whisperx

@@ -17,6 +17,7 @@ from ray import serve
 from deployments.batch_stats import BatchStats
 from serve_app.config import DetectorConfig
 from serve_app.errors import InvalidRequest, parse_request
+from serve_app.gpu_plan import GPUClaim
 from serve_app.images import ImageLimits, decode_image
 from serve_app.protocol import Box, Detection, DetectionRequest, DetectionResponse, ModelCard
 
@@ -75,11 +76,21 @@ def _class_ids(classes: list[int | str] | None, names: dict[int, str]) -> tuple[
 
 @serve.deployment(name="Detector")
 class Detector:
-    def __init__(self, config: DetectorConfig, model_store: Path, data_dir: Path, limits: ImageLimits):
+    def __init__(
+        self,
+        config: DetectorConfig,
+        model_store: Path,
+        data_dir: Path,
+        limits: ImageLimits,
+        gpu: GPUClaim | None = None,
+    ):
         from serve_app.runtime import configure_offline_runtime
 
         configure_offline_runtime(data_dir)
         _prepare_ultralytics_offline()
+        from deployments.gpu_budget import claim_gpu
+
+        claim_gpu(gpu)
 
         import torch
         from ultralytics import YOLO, settings

@@ -18,6 +18,7 @@ from deployments.batch_stats import BatchStats
 from deployments.embedding_common import check_dimensions, embedding_response, unit_rows
 from serve_app.config import ClipEmbedderConfig
 from serve_app.errors import parse_request
+from serve_app.gpu_plan import GPUClaim
 from serve_app.images import ImageLimits, decode_image
 from serve_app.protocol import EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ImageInput, ModelCard
 
@@ -36,10 +37,21 @@ def _as_image(item, limits: ImageLimits, param: str):
 
 @serve.deployment(name="ClipEmbedder")
 class ClipEmbedder:
-    def __init__(self, config: ClipEmbedderConfig, model_store: Path, data_dir: Path, limits: ImageLimits):
+    def __init__(
+        self,
+        config: ClipEmbedderConfig,
+        model_store: Path,
+        data_dir: Path,
+        limits: ImageLimits,
+        gpu: GPUClaim | None = None,
+    ):
         from serve_app.runtime import configure_offline_runtime
 
         configure_offline_runtime(data_dir)
+
+        from deployments.gpu_budget import claim_gpu
+
+        claim_gpu(gpu)
 
         import open_clip
         import torch

@@ -22,6 +22,7 @@ from deployments import llm_requests as mapping
 from deployments.engines.base import GenerationDelta
 from serve_app.config import LLMConfig
 from serve_app.errors import NotFound, RequestT, parse_request
+from serve_app.gpu_plan import GPUClaim
 from serve_app.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -37,14 +38,20 @@ logger = logging.getLogger("ray.serve")
 
 @serve.deployment(name="LLM")
 class LLMDeployment:
-    def __init__(self, llm: LLMConfig, model_store: Path, data_dir: Path):
+    def __init__(self, llm: LLMConfig, model_store: Path, data_dir: Path, gpu: GPUClaim | None = None):
         from serve_app.runtime import configure_offline_runtime
 
         configure_offline_runtime(data_dir)
 
         from deployments.engines import create_engine
+        from deployments.gpu_budget import claim_gpu, vllm_memory_utilization
         from serve_app.model_store import verify
 
+        # vLLM runs its pool in its own engine process: the plan bounds it through gpu_memory_utilization.
+        share = claim_gpu(gpu, cap_torch=False)
+        llm = llm.model_copy(
+            update={"gpu_memory_utilization": vllm_memory_utilization(llm.gpu_memory_utilization, share)}
+        )
         self._config = llm
         self._ref = verify(model_store, llm.model, llm.version)
         self._engine = create_engine(llm, self._ref.path)
@@ -77,6 +84,7 @@ class LLMDeployment:
         context = ray.get_runtime_context()
         return {
             "engine": self._engine.name,
+            "gpu_memory_utilization": self._config.gpu_memory_utilization,
             "assigned_resources": context.get_assigned_resources(),
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -17,6 +17,7 @@ from deployments.batch_stats import BatchStats
 from deployments.embedding_common import check_dimensions, embedding_response, unit_rows
 from serve_app.config import TextEmbedderConfig
 from serve_app.errors import InvalidRequest, parse_request
+from serve_app.gpu_plan import GPUClaim
 from serve_app.protocol import EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ModelCard
 
 logger = logging.getLogger("ray.serve")
@@ -30,10 +31,14 @@ def _default_model_path() -> Path:
 
 @serve.deployment(name="TextEmbedder")
 class TextEmbedder:
-    def __init__(self, config: TextEmbedderConfig, data_dir: Path):
+    def __init__(self, config: TextEmbedderConfig, data_dir: Path, gpu: GPUClaim | None = None):
         from serve_app.runtime import configure_offline_runtime
 
         configure_offline_runtime(data_dir)
+
+        from deployments.gpu_budget import claim_gpu
+
+        claim_gpu(gpu)
 
         import torch
         from sentence_transformers import SentenceTransformer

@@ -104,8 +104,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG", help="Serve config file, e.g. configs/prod.yaml")
+    parser.add_argument("--gpu", help="check on this card instead of the planned one, e.g. L4-24GB or H200-141GB")
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from serve_app.plan_table import plan_file
+
+    table, holds = plan_file(args.config, args.gpu)
+    print(table)
+    return 0 if holds else 1
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("`serve run CONFIG` on a fresh local Ray (dashboard off), announcing readiness", _run_args, _run),
+    "plan": Command("print a config's GPU plan; exit 1 when a budget does not fit its fraction", _plan_args, _plan),
     "build-tiny-models": Command(
         "build the tiny offline checkpoints into the store", _build_tiny_models_args, _build_tiny_models
     ),

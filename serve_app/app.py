@@ -6,7 +6,7 @@ args: {...}            # validated into AppConfig; a bad field fails the deploy 
 
 from __future__ import annotations
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from deployments.llm import LLMDeployment
 from serve_app.config import AppConfig, parse_app_config
@@ -15,7 +15,7 @@ from serve_app.ingress import Ingress
 
 def build_app(args: dict) -> Application:
     config = args if isinstance(args, AppConfig) else parse_app_config(args)
-    llm = LLMDeployment.bind(config.llm, config.model_store, config.data_dir)
+    llm = bind_planned(LLMDeployment, config, config.llm, config.model_store, config.data_dir)
     # Handles by kind and served name (routes pick by the request's `model`), and by role.
     models: dict[str, dict[str, Application]] = {"llm": {config.llm.served_name: llm}}
     services: dict[str, Application] = {}
@@ -26,11 +26,24 @@ def build_app(args: dict) -> Application:
     return Ingress.bind(models, services, config.ingress)
 
 
+def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Application:
+    """`deployment.bind(*args)`, placed by the gpu_plan when it names the deployment.
+
+    The plan's num_gpus/num_cpus become its actor options, and each replica gets the
+    claim it re-checks against the card it lands on.
+    """
+    budget = config.gpu_plan.deployments.get(deployment.name) if config.gpu_plan else None
+    if budget is None:
+        return deployment.bind(*args)
+    placed = deployment.options(ray_actor_options=budget.actor_options())
+    return placed.bind(*args, gpu=config.gpu_plan.claim(deployment.name))
+
+
 def add_speech(config: AppConfig, llm: Application, models: dict, services: dict) -> None:
     """The ASR as a model (plus aliases such as OpenAI's whisper-1); the video summary as a service."""
     from deployments.asr import ASRDeployment
 
-    asr = ASRDeployment.bind(config.speech, config.model_store, config.data_dir)
+    asr = bind_planned(ASRDeployment, config, config.speech, config.model_store, config.data_dir)
     models["asr"] = {name: asr for name in (config.speech.served_name, *config.speech.aliases)}
     if config.video_summary is not None:
         from pipelines.video_summary import VideoSummaryDeployment
@@ -51,14 +64,16 @@ def add_vision(config: AppConfig, llm: Application, models: dict, services: dict
     limits = ImageLimits(max_bytes=vision.max_image_bytes, max_pixels=vision.max_image_pixels)
     detector = clip = None
     if vision.detector is not None:
-        detector = Detector.bind(vision.detector, config.model_store, config.data_dir, limits)
+        detector = bind_planned(Detector, config, vision.detector, config.model_store, config.data_dir, limits)
         models["detector"] = {vision.detector.served_name: detector}
     embedders = {}
     if vision.clip is not None:
-        clip = ClipEmbedder.bind(vision.clip, config.model_store, config.data_dir, limits)
+        clip = bind_planned(ClipEmbedder, config, vision.clip, config.model_store, config.data_dir, limits)
         embedders[vision.clip.served_name] = clip
     if vision.text_embedder is not None:
-        embedders[vision.text_embedder.served_name] = TextEmbedder.bind(vision.text_embedder, config.data_dir)
+        embedders[vision.text_embedder.served_name] = bind_planned(
+            TextEmbedder, config, vision.text_embedder, config.data_dir
+        )
     if embedders:
         models["embedding"] = embedders
     if vision.qdrant is None:

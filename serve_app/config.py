@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from serve_app.gpu_plan import GPUClaim, budget_violation, card_memory_gb
+
 
 class _Strict(BaseModel):
     # A typo in a config key must fail loudly, not silently fall back to a default.
@@ -27,11 +29,12 @@ class LLMConfig(_Strict):
     )
     max_model_len: int | None = Field(default=None, ge=16, description="Context window; default: the model's own.")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    gpu_memory_utilization: float = Field(
-        default=0.9,
+    gpu_memory_utilization: float | None = Field(
+        default=None,
         gt=0.0,
         le=1.0,
-        description="vLLM: fraction of the whole card preallocated, whatever Ray's num_gpus says.",
+        description="vLLM: fraction of the whole card preallocated, whatever Ray's num_gpus says. "
+        "Default: the gpu_plan's memory budget over the real card's memory (0.9 without a plan).",
     )
     enable_prefix_caching: bool = True
     max_num_seqs: int = Field(default=64, ge=1, description="vLLM: sequences batched per step.")
@@ -236,6 +239,73 @@ class VisionConfig(_Strict):
         return self
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# GPU plan: fractions Ray schedules by, and the memory each replica really takes (serve_app/gpu_plan.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class GPUBudget(_Strict):
+    num_gpus: float = Field(
+        gt=0.0, le=1.0, description="Ray's fraction of one card per replica: decides packing, limits nothing."
+    )
+    num_cpus: float = Field(default=1.0, ge=0.0, description="Logical CPUs per replica (decode, pre-processing).")
+    memory_gb: float | None = Field(default=None, gt=0.0, description="Card memory one replica takes at its peak.")
+    memory_fraction: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="The same budget as a fraction of the planned card."
+    )
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> GPUBudget:
+        if (self.memory_gb is None) == (self.memory_fraction is None):
+            raise ValueError("give the memory budget as memory_gb or memory_fraction (exactly one)")
+        return self
+
+    def budget_gb(self, card_gb: float) -> float:
+        return self.memory_gb if self.memory_gb is not None else self.memory_fraction * card_gb
+
+    def actor_options(self) -> dict[str, float]:
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+
+
+class GPUPlanConfig(_Strict):
+    gpu: str = Field(description="The card the plan is written for, <name>-<memory>GB: H100-80GB, L4-24GB...")
+    cuda_context_gb: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Per replica, outside its budget: CUDA context, cuBLAS workspace, allocator slack.",
+    )
+    deployments: dict[str, GPUBudget] = Field(
+        description="GPU deployments by Serve deployment name. The builder applies num_gpus/num_cpus itself: "
+        "do not also give these deployments ray_actor_options in the YAML `deployments:` list."
+    )
+
+    @field_validator("gpu")
+    @classmethod
+    def _card_has_memory(cls, gpu: str) -> str:
+        card_memory_gb(gpu)
+        return gpu
+
+    @property
+    def card_gb(self) -> float:
+        return card_memory_gb(self.gpu)
+
+    def violations(self, card: str | None = None) -> list[str]:
+        """Every deployment whose budget breaks the invariant on `card` (default: the planned one)."""
+        card = card or self.gpu
+        card_gb = card_memory_gb(card)
+        found = (
+            budget_violation(name, b.num_gpus, b.budget_gb(self.card_gb), self.cuda_context_gb, card_gb, card)
+            for name, b in self.deployments.items()
+        )
+        return [v for v in found if v]
+
+    def claim(self, deployment: str) -> GPUClaim | None:
+        budget = self.deployments.get(deployment)
+        if budget is None:
+            return None
+        return GPUClaim(deployment, budget.num_gpus, budget.budget_gb(self.card_gb), self.cuda_context_gb, self.gpu)
+
+
 class AppConfig(_Strict):
     model_store: Path = Field(default=Path("models"), description="Root of models/<name>/<version>/.")
     data_dir: Path = Field(default=Path("data"), description="Caches and runtime state.")
@@ -246,11 +316,49 @@ class AppConfig(_Strict):
         default=None, description="video -> SRT -> summary pipeline; needs `speech`."
     )
     vision: VisionConfig | None = Field(default=None, description="Detection, embeddings, knowledge base, image RAG.")
+    gpu_plan: GPUPlanConfig | None = Field(
+        default=None, description="GPU fractions and memory budgets; unset: ray_actor_options from the YAML only."
+    )
 
     @model_validator(mode="after")
     def _pipeline_needs_speech(self) -> AppConfig:
         if self.video_summary is not None and self.speech is None:
             raise ValueError("video_summary needs a `speech` section")
+        return self
+
+    def gpu_capable_deployments(self) -> list[str]:
+        """Serve names of the deployments this config runs that can use a GPU."""
+        vision = self.vision or VisionConfig()
+        optional = {
+            "ASR": self.speech,
+            "Detector": vision.detector,
+            "ClipEmbedder": vision.clip,
+            "TextEmbedder": vision.text_embedder,
+        }
+        return ["LLM", *(name for name, section in optional.items() if section is not None)]
+
+    @model_validator(mode="after")
+    def _gpu_plan_holds(self) -> AppConfig:
+        plan = self.gpu_plan
+        if plan is None:
+            return self
+        unknown = sorted(set(plan.deployments) - set(self.gpu_capable_deployments()))
+        if unknown:
+            raise ValueError(
+                f"gpu_plan.deployments names {unknown}, which this config does not run on a GPU; "
+                f"known: {self.gpu_capable_deployments()}"
+            )
+        problems = plan.violations()
+        llm = plan.deployments.get("LLM")
+        utilization = self.llm.gpu_memory_utilization
+        if llm is not None and utilization is not None and utilization * plan.card_gb > llm.budget_gb(plan.card_gb):
+            problems.append(
+                f"LLM: vLLM preallocates gpu_memory_utilization {utilization:g} x {plan.card_gb:g} GB = "
+                f"{utilization * plan.card_gb:g} GB, over its memory budget {llm.budget_gb(plan.card_gb):g} GB; "
+                "leave gpu_memory_utilization unset to derive it from the budget"
+            )
+        if problems:
+            raise ValueError("GPU plan does not fit: " + "; ".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -97,5 +97,5 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
             try:
                 await self._probe(handle)
             except Exception as exc:
-                problems.append(f"model {name}: {type(exc).__name__}")
+                problems.append(f"model {name} ({handle.deployment_name}): {type(exc).__name__}")
         return problems

@@ -30,7 +30,9 @@ def run(config_path: str, *, dashboard: bool = False) -> None:
     import ray
     from ray.serve.scripts import cli
 
-    context = ray.init(namespace=SERVE_NAMESPACE, include_dashboard=dashboard)
+    # address="local": a fresh instance even when this host runs a `ray start` cluster, which a bare
+    # ray.init() would join (deploy to a cluster with `serve deploy` instead).
+    context = ray.init(address="local", namespace=SERVE_NAMESPACE, include_dashboard=dashboard)
     announce = (_base_url(config_path), context.address_info["gcs_address"], started)
     threading.Thread(target=_announce_when_ready, args=announce, daemon=True).start()
     cli.main(["run", config_path], prog_name="serve")

@@ -32,7 +32,8 @@ def ray_session(tiny_models):
 
     # 20 logical CPUs: prod.yaml's plan (15 CPUs at min_replicas) must schedule next to
     # local.yaml's; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
-    # address="local": always a fresh instance, never a cluster someone else `ray start`-ed on this host.
+    # address="local": always a fresh instance, never a cluster `ray start` (or a multi-node
+    # test's simulated cluster) left in /tmp/ray/ray_current_cluster, which ray.init() would join.
     ray.init(address="local", num_cpus=20, num_gpus=1, include_dashboard=False, namespace="serve")
     yield
     serve.shutdown()

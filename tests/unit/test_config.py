@@ -40,7 +40,9 @@ def test_prod_yaml_args_parse():
     config = parse_app_config(app_args("prod.yaml"))
     assert config.llm.served_name == "qwen2.5-7b-instruct"
     assert config.llm.dtype == "bfloat16"
-    assert config.llm.gpu_memory_utilization == pytest.approx(0.40)
+    # Derived in the replica from the plan's 32 GB budget over the real card's memory.
+    assert config.llm.gpu_memory_utilization is None
+    assert config.gpu_plan.deployments["LLM"].budget_gb(config.gpu_plan.card_gb) / config.gpu_plan.card_gb == 0.40
     assert config.llm.max_num_seqs == 128
     assert config.ingress.max_request_bytes == 4194304
 

@@ -1,0 +1,84 @@
+"""A model that breaks inside a running replica: its check_health fails, /ready goes false, Serve replaces it.
+
+Nothing in the app is changed for the test: the fault is injected into the live
+replica from outside (Ray's `__ray_call__` runs a function on the actor), the way a
+wedged CUDA context or a lost engine would leave a replica that still answers RPCs.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import pytest
+import ray
+from ray import serve
+
+from tests import serve_harness
+from tests.images import png
+
+APP = "readiness"
+KEEP = {"Ingress", "LLM", "Detector"}
+
+
+def _llm_and_detector_only(app: dict) -> None:
+    args = app["args"]
+    for section in ("speech", "video_summary"):
+        args.pop(section, None)
+    args["vision"] = {"detector": args["vision"]["detector"]}
+    app["deployments"] = [d for d in app["deployments"] if d["name"] in KEEP]
+    detector = serve_harness.deployment_options(app, "Detector")
+    detector.update(health_check_period_s=1, health_check_timeout_s=10)
+
+
+@pytest.fixture(scope="module")
+def readiness_app(local_app):
+    local = serve_harness.application("local.yaml")
+    app = serve_harness.application("local.yaml", name=APP, route_prefix=f"/{APP}", edit=_llm_and_detector_only)
+    serve_harness.deploy_apps([local, app])
+    yield f"{local_app}/{APP}"
+    serve_harness.deploy_apps([local])
+
+
+def _detector_replica() -> str:
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#Detector#" in a["name"]]
+    assert len(names) == 1, names
+    return names[0]
+
+
+def _unload_model(replica_actor) -> None:
+    detector = replica_actor._replica_impl._user_callable_wrapper.user_callable
+    detector._model = None
+
+
+def _wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout_s}s: {what}")
+
+
+def test_a_broken_model_turns_ready_false_and_its_replica_is_replaced(readiness_app):
+    client = httpx.Client(base_url=readiness_app, timeout=30)
+    detect = {"model": "tiny-yolov8n", "image": base64.b64encode(png()).decode()}
+    assert client.get("/ready").status_code == 200
+    assert client.post("/v1/detections", json=detect).status_code == 200
+    broken = _detector_replica()
+
+    ray.get(ray.get_actor(broken, namespace="serve").__ray_call__.remote(_unload_model))
+
+    def not_ready():
+        reply = client.get("/ready")
+        return reply.json()["problems"] if reply.status_code == 503 else None
+
+    problems = _wait_for(not_ready, 60, "/ready answering 503 after the Detector's model broke")
+    assert any("Detector" in p for p in problems), problems
+
+    _wait_for(lambda: _detector_replica() != broken, 120, "a new Detector replica")
+    _wait_for(lambda: client.get("/ready").status_code == 200, 120, "/ready answering 200 again")
+    assert serve.status().applications[APP].deployments["Detector"].status == "HEALTHY"
+    assert client.post("/v1/detections", json=detect).status_code == 200
