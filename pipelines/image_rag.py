@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -143,7 +144,7 @@ async def image_rag_events(
     retrieved = merge_hits([(source, h) for (source, _), h in zip(queries, hits, strict=True)], top_k)
     timings.retrieve_ms = _ms(t)
 
-    yield ImageRAGContextEvent(
+    context = ImageRAGContextEvent(
         id="",
         width=image.width,
         height=image.height,
@@ -163,8 +164,14 @@ async def image_rag_events(
         seed=request.seed,
         stream_options={"include_usage": True},
     )
+    # The answer stream is opened before the context event goes out: the LLM's first chunk comes once
+    # it has accepted the request, so a full LLM queue (or a bad model) refuses the whole request
+    # before any event, i.e. as a plain HTTP 429/503 with Retry-After rather than a broken stream.
+    answer_stream = handles.llm.options(stream=True).chat_stream.remote(chat)
+    first = await anext(answer_stream)
+    yield context
     answer, finish_reason, usage = [], None, None
-    async for chunk in handles.llm.options(stream=True).chat_stream.remote(chat):
+    async for chunk in _prepend(first, answer_stream):
         usage = chunk.usage or usage
         for choice in chunk.choices:
             finish_reason = choice.finish_reason or finish_reason
@@ -174,6 +181,15 @@ async def image_rag_events(
     timings.generate_ms = _ms(t)
     timings.total_ms = _ms(started)
     yield ImageRAGDoneEvent(id="", answer="".join(answer), finish_reason=finish_reason, usage=usage, timings=timings)
+
+
+T = TypeVar("T")
+
+
+async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item
 
 
 @serve.deployment(name="ImageRAG")

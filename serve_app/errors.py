@@ -7,9 +7,11 @@ them into `{"error": {"message", "type", "param", "code"}}` with the status from
 
 from __future__ import annotations
 
+import math
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from serve_app.protocol import ErrorDetail, ErrorResponse
 
@@ -20,16 +22,24 @@ class APIError(Exception):
     type: str = "server_error"
     default_code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code or self.default_code
+        self.retry_after_s = retry_after_s
 
     # Exceptions are pickled to cross Ray actor boundaries; keyword-only args
     # are not restored by the default reduce, so spell the round-trip out.
     def __reduce__(self):
-        return (_rebuild, (type(self), self.message, self.param, self.code))
+        return (_rebuild, (type(self), self.message, self.param, self.code, self.retry_after_s))
 
     @property
     def status(self) -> int:
@@ -39,9 +49,18 @@ class APIError(Exception):
     def envelope(self) -> ErrorResponse:
         return ErrorResponse(error=ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code))
 
+    def headers(self) -> dict[str, str] | None:
+        """HTTP headers that go with the envelope: `Retry-After` when the error says when to come back."""
+        if self.retry_after_s is None:
+            return None
+        # RFC 9110 delay-seconds is a whole number: round up, never suggest retrying early.
+        return {"Retry-After": str(max(0, math.ceil(self.retry_after_s)))}
 
-def _rebuild(cls: type[APIError], message: str, param: str | None, code: str | None) -> APIError:
-    return cls(message, param=param, code=code)
+
+def _rebuild(
+    cls: type[APIError], message: str, param: str | None, code: str | None, retry_after_s: float | None = None
+) -> APIError:
+    return cls(message, param=param, code=code, retry_after_s=retry_after_s)
 
 
 class InvalidRequest(APIError):
@@ -77,6 +96,19 @@ class ServiceUnavailable(APIError):
     default_code = "service_unavailable"
 
 
+class Overloaded(ServiceUnavailable):
+    """A deployment's queue is full (Serve's `max_queued_requests`): come back after `retry_after_s`."""
+
+    default_code = "server_overloaded"
+
+
+class RateLimited(APIError):
+    """The same rejection where the operator chose 429 (`backpressure_config.status_code`); OpenAI's 429 shape."""
+
+    type = "requests"
+    default_code = "rate_limit_exceeded"
+
+
 class InternalError(APIError):
     type = "server_error"
     default_code = "internal_error"
@@ -89,8 +121,10 @@ STATUS: dict[type[APIError], int] = {
     NotFound: 404,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
+    RateLimited: 429,
     InternalError: 500,
     ServiceUnavailable: 503,
+    Overloaded: 503,
 }
 
 
@@ -109,7 +143,27 @@ def as_api_error(exc: BaseException) -> APIError:
     exc = unwrap(exc)
     if isinstance(exc, APIError):
         return exc
+    rejection = from_serve_rejection(exc)
+    if rejection is not None:
+        return rejection
     return InternalError(f"internal error while serving the request ({type(exc).__name__})")
+
+
+def from_serve_rejection(exc: BaseException) -> APIError | None:
+    """Serve's own refusals of a handle call, as the API errors a client can act on (None for anything else).
+
+    `BackPressureError`: the callee's queue at this caller is full; it carries the status (503 or 429)
+    and `Retry-After` from the callee's `backpressure_config`. `DeploymentUnavailableError`: the callee
+    failed to deploy; no Retry-After, since waiting does not fix a broken deployment.
+    """
+    exc = unwrap(exc)
+    if isinstance(exc, BackPressureError):
+        cls = RateLimited if exc.status_code == 429 else Overloaded
+        wait = f" Retry after {math.ceil(exc.retry_after_s)} s." if exc.retry_after_s is not None else ""
+        return cls(f"The server is overloaded: the request queue is full.{wait}", retry_after_s=exc.retry_after_s)
+    if isinstance(exc, DeploymentUnavailableError):
+        return ServiceUnavailable(exc.message, code="deployment_unavailable")
+    return None
 
 
 def parse_request(model_type: type[RequestT], value: RequestT | dict) -> RequestT:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,20 +27,45 @@ from serve_app.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     as_api_error,
+    from_serve_rejection,
 )
 from serve_app.protocol import ErrorResponse
 
 logger = logging.getLogger("ray.serve")
+
+
+class ServeRejectionsAsAPIErrors(APIRoute):
+    """Turns Serve's refusals of a handle call inside a route into our APIErrors.
+
+    A full downstream queue raises `BackPressureError` (wrapped in a RayTaskError when a
+    pipeline replica made the call) and a failed deployment `DeploymentUnavailableError`.
+    Serve registers its own FastAPI handlers for both, answering plain text, and those would
+    win over ours; converting here, inside the route, gives the OpenAI envelope and Retry-After.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (BackPressureError, DeploymentUnavailableError) as exc:
+                raise from_serve_rejection(exc) from exc
+
+        return handle
+
 
 api = FastAPI(
     title="multimodel-serve",
     description="OpenAI-compatible API over Ray Serve model deployments.",
     responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
 )
+# Before any route is declared: every route (the mixins in serve_app.routes) uses it.
+api.router.route_class = ServeRejectionsAsAPIErrors
 
 
 def error_response(error: APIError) -> JSONResponse:
-    return JSONResponse(error.envelope().model_dump(), status_code=error.status)
+    return JSONResponse(error.envelope().model_dump(), status_code=error.status, headers=error.headers())
 
 
 @api.exception_handler(APIError)

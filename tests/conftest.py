@@ -41,12 +41,18 @@ def ray_session(tiny_models):
 
 
 @pytest.fixture(scope="session")
-def local_app(ray_session) -> str:
-    """configs/local.yaml deployed as the `default` app; yields the HTTP base URL."""
+def serve_http(ray_session) -> str:
+    """Serve with its HTTP proxy on a free port, no app yet; yields the base URL."""
     port = free_port()
     serve_harness.start_serve(port)
-    serve_harness.deploy_apps([serve_harness.application("local.yaml")])
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def local_app(serve_http) -> str:
+    """configs/local.yaml deployed as the `default` app; yields the HTTP base URL."""
+    serve_harness.deploy_apps([serve_harness.application("local.yaml")])
+    return serve_http
 
 
 @pytest.fixture()

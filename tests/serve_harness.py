@@ -37,6 +37,31 @@ def deploy_apps(apps: list[dict], timeout_s: float = 300) -> None:
     wait_running({app["name"] for app in apps}, timeout_s)
 
 
+def deploy_beside(app: dict, timeout_s: float = 300) -> None:
+    """Deploy one application next to those already running, leaving them as they are.
+
+    `deploy_apps` replaces the whole set: the running apps are passed back with the config
+    they were deployed with, so Serve sees them unchanged and does not restart them.
+    """
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeInstanceDetails
+
+    details = ServeInstanceDetails(**_get_global_client().get_serve_details())
+    running = [
+        a.deployed_app_config.model_dump(mode="json", exclude_unset=True)
+        for name, a in details.applications.items()
+        if name != app["name"] and a.deployed_app_config is not None
+    ]
+    deploy_apps([*running, app], timeout_s)
+
+
+def delete_app(name: str) -> None:
+    """Remove one application (and free its replicas' memory), leaving the others running."""
+    from ray import serve
+
+    serve.delete(name)
+
+
 def wait_running(names: set[str], timeout_s: float) -> None:
     from ray import serve
 
@@ -50,7 +75,14 @@ def wait_running(names: set[str], timeout_s: float) -> None:
         if all(s == "RUNNING" for s in states.values()):
             return
         time.sleep(0.5)
-    raise TimeoutError(f"applications not running after {timeout_s}s: {states}")
+    waiting = {
+        f"{n}/{d}": (status.status, status.replica_states, status.message)
+        for n in names
+        if n in apps and apps[n].status != "RUNNING"
+        for d, status in apps[n].deployments.items()
+        if status.status != "HEALTHY"
+    }
+    raise TimeoutError(f"applications not running after {timeout_s}s: {states}; waiting on {waiting}")
 
 
 def application(
@@ -97,3 +129,10 @@ def config_copy(config: str | Path, workdir: Path) -> Path:
 
 def deployment_options(app: dict, name: str) -> dict:
     return next(d for d in app["deployments"] if d["name"] == name)
+
+
+def llm_only(app: dict) -> None:
+    """An `edit` for `application`: just the Ingress and the LLM (two replicas, ~2 GB less than the full app)."""
+    for section in ("speech", "video_summary", "vision"):
+        app["args"].pop(section, None)
+    app["deployments"] = [d for d in app["deployments"] if d["name"] in ("Ingress", "LLM")]

@@ -14,7 +14,9 @@ from serve_app.errors import (
     InternalError,
     InvalidRequest,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
+    RateLimited,
     ServiceUnavailable,
     UnsupportedMediaType,
     as_api_error,
@@ -31,6 +33,8 @@ EXPECTED = [
     (UnsupportedMediaType, 415, "invalid_request_error", "unsupported_media_type"),
     (InternalError, 500, "server_error", "internal_error"),
     (ServiceUnavailable, 503, "server_error", "service_unavailable"),
+    (Overloaded, 503, "server_error", "server_overloaded"),
+    (RateLimited, 429, "requests", "rate_limit_exceeded"),
 ]
 ERROR_CLASSES = [cls for cls, *_ in EXPECTED]
 
@@ -96,6 +100,13 @@ def test_pickle_round_trip_keeps_class_message_param_and_code(cls):
     assert restored.code == "some_code"
     assert str(restored) == "it failed"
     assert restored.status == error.status
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES)
+def test_pickle_round_trip_keeps_retry_after(cls):
+    restored = pickle.loads(pickle.dumps(cls("busy", retry_after_s=2.5)))
+    assert restored.retry_after_s == 2.5
+    assert restored.headers() == {"Retry-After": "3"}
 
 
 @pytest.mark.parametrize("cls", ERROR_CLASSES)
