@@ -11,6 +11,7 @@ import math
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from serve_app.protocol import ErrorDetail, ErrorResponse
@@ -149,12 +150,17 @@ def as_api_error(exc: BaseException) -> APIError:
     return InternalError(f"internal error while serving the request ({type(exc).__name__})")
 
 
+# Serve routes a retry to a live replica at once; a second lets a node's replicas drop out of routing.
+REPLICA_LOST_RETRY_AFTER_S = 1.0
+
+
 def from_serve_rejection(exc: BaseException) -> APIError | None:
     """Serve's own refusals of a handle call, as the API errors a client can act on (None for anything else).
 
     `BackPressureError`: the callee's queue at this caller is full; it carries the status (503 or 429)
     and `Retry-After` from the callee's `backpressure_config`. `DeploymentUnavailableError`: the callee
-    failed to deploy; no Retry-After, since waiting does not fix a broken deployment.
+    failed to deploy; no Retry-After, since waiting does not fix a broken deployment. `RayActorError`:
+    the replica died under the request (its node or process was lost); a retry goes to another replica.
     """
     exc = unwrap(exc)
     if isinstance(exc, BackPressureError):
@@ -163,6 +169,12 @@ def from_serve_rejection(exc: BaseException) -> APIError | None:
         return cls(f"The server is overloaded: the request queue is full.{wait}", retry_after_s=exc.retry_after_s)
     if isinstance(exc, DeploymentUnavailableError):
         return ServiceUnavailable(exc.message, code="deployment_unavailable")
+    if isinstance(exc, RayActorError):
+        return ServiceUnavailable(
+            "The replica serving this request was lost (its node or process died); retry it.",
+            code="replica_lost",
+            retry_after_s=REPLICA_LOST_RETRY_AFTER_S,
+        )
     return None
 
 

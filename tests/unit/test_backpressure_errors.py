@@ -6,7 +6,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from fastapi.testclient import TestClient
-from ray.exceptions import RayTaskError
+from ray.exceptions import ActorDiedError, RayTaskError
 from ray.serve._private.common import DeploymentID
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
@@ -62,6 +62,15 @@ def test_failed_deployment_is_a_503_without_retry_after():
     assert (error.status, error.code) == (503, "deployment_unavailable")
     assert error.headers() is None
     assert "LLM" in error.message
+
+
+@pytest.mark.parametrize("wrap", [lambda e: e, ray_wrapped], ids=["direct", "through-a-pipeline"])
+def test_a_replica_lost_under_the_request_is_a_retryable_503(wrap):
+    # What the multi-node test saw when a worker node went away with requests in flight.
+    error = as_api_error(wrap(ActorDiedError()))
+    assert type(error) is ServiceUnavailable
+    assert (error.status, error.code) == (503, "replica_lost")
+    assert error.headers() == {"Retry-After": "1"}
 
 
 def test_other_exceptions_still_become_a_500():
