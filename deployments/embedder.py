@@ -15,12 +15,12 @@ import numpy as np
 from ray import serve
 
 from deployments.batch_stats import BatchStats
-from deployments.embedding_common import check_dimensions, embedding_response, unit_rows
+from deployments.embedding_common import EmbeddingEndpoint, unit_rows
 from serve_app.config import ClipEmbedderConfig
 from serve_app.errors import parse_request
 from serve_app.gpu_plan import GPUClaim
 from serve_app.images import ImageLimits, decode_image
-from serve_app.protocol import EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ImageInput, ModelCard
+from serve_app.protocol import EmbeddingInput, ImageInput, ModelCard
 
 logger = logging.getLogger("ray.serve")
 
@@ -36,7 +36,7 @@ def _as_image(item, limits: ImageLimits, param: str):
 
 
 @serve.deployment(name="ClipEmbedder")
-class ClipEmbedder:
+class ClipEmbedder(EmbeddingEndpoint):
     def __init__(
         self,
         config: ClipEmbedderConfig,
@@ -88,16 +88,6 @@ class ClipEmbedder:
             embedding_dimension=self._dimension,
             input_modalities=["text", "image"],
         )
-
-    def stats(self) -> dict:
-        return self._stats.snapshot()
-
-    async def embed(self, request: EmbeddingRequest | dict) -> EmbeddingResponse:
-        request = parse_request(EmbeddingRequest, request)
-        check_dimensions(request, self._dimension)
-        results = await self.embed_inputs(request.inputs)
-        tokens = sum(self._token_count(item) for item in request.inputs)
-        return embedding_response(request, [v for v, _ in results], [b for _, b in results], tokens)
 
     async def embed_inputs(self, inputs: list[EmbeddingInput]) -> list[tuple[np.ndarray, int]]:
         """Unit vectors (and the batch each rode in) for texts and images; used by the store and pipelines."""

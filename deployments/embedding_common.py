@@ -1,4 +1,4 @@
-"""What the embedding deployments share: OpenAI response shaping and batch-size bookkeeping."""
+"""What the embedding deployments share: the OpenAI `embed` method, response shaping, batch-size bookkeeping."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import base64
 
 import numpy as np
 
-from serve_app.errors import InvalidRequest
-from serve_app.protocol import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
+from deployments.batch_stats import BatchStats
+from serve_app.errors import InvalidRequest, parse_request
+from serve_app.protocol import Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 
 
 def check_dimensions(request: EmbeddingRequest, native: int) -> None:
@@ -42,3 +43,26 @@ def embedding_response(
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.maximum(norms, 1e-12)
+
+
+class EmbeddingEndpoint:
+    """`embed` in OpenAI's shape and `stats`, over a deployment's own `embed_inputs` and `_token_count`."""
+
+    _dimension: int
+    _stats: BatchStats
+
+    async def embed_inputs(self, inputs: list[EmbeddingInput]) -> list[tuple[np.ndarray, int]]:
+        raise NotImplementedError
+
+    def _token_count(self, item: EmbeddingInput) -> int:
+        raise NotImplementedError
+
+    def stats(self) -> dict:
+        return self._stats.snapshot()
+
+    async def embed(self, request: EmbeddingRequest | dict) -> EmbeddingResponse:
+        request = parse_request(EmbeddingRequest, request)
+        check_dimensions(request, self._dimension)
+        results = await self.embed_inputs(request.inputs)
+        tokens = sum(self._token_count(item) for item in request.inputs)
+        return embedding_response(request, [v for v, _ in results], [b for _, b in results], tokens)

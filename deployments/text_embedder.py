@@ -14,11 +14,11 @@ import numpy as np
 from ray import serve
 
 from deployments.batch_stats import BatchStats
-from deployments.embedding_common import check_dimensions, embedding_response, unit_rows
+from deployments.embedding_common import EmbeddingEndpoint, unit_rows
 from serve_app.config import TextEmbedderConfig
-from serve_app.errors import InvalidRequest, parse_request
+from serve_app.errors import InvalidRequest
 from serve_app.gpu_plan import GPUClaim
-from serve_app.protocol import EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ModelCard
+from serve_app.protocol import EmbeddingInput, ModelCard
 
 logger = logging.getLogger("ray.serve")
 
@@ -30,7 +30,7 @@ def _default_model_path() -> Path:
 
 
 @serve.deployment(name="TextEmbedder")
-class TextEmbedder:
+class TextEmbedder(EmbeddingEndpoint):
     def __init__(self, config: TextEmbedderConfig, data_dir: Path, gpu: GPUClaim | None = None):
         from serve_app.runtime import configure_offline_runtime
 
@@ -64,16 +64,6 @@ class TextEmbedder:
             input_modalities=["text"],
         )
 
-    def stats(self) -> dict:
-        return self._stats.snapshot()
-
-    async def embed(self, request: EmbeddingRequest | dict) -> EmbeddingResponse:
-        request = parse_request(EmbeddingRequest, request)
-        check_dimensions(request, self._dimension)
-        results = await self.embed_inputs(request.inputs)
-        tokens = sum(len(self._model.tokenizer(text)["input_ids"]) for text in request.inputs)
-        return embedding_response(request, [v for v, _ in results], [b for _, b in results], tokens)
-
     async def embed_inputs(self, inputs: list[EmbeddingInput]) -> list[tuple[np.ndarray, int]]:
         for i, item in enumerate(inputs):
             if not isinstance(item, str):
@@ -82,6 +72,9 @@ class TextEmbedder:
                     param=f"input.{i}",
                 )
         return await asyncio.gather(*(self._batch(text) for text in inputs))
+
+    def _token_count(self, text: str) -> int:
+        return len(self._model.tokenizer(text)["input_ids"])
 
     async def check_health(self) -> None:
         await self._batch("health check")
