@@ -361,12 +361,12 @@ class AppConfig(_Strict):
                 f"known: {self.gpu_capable_deployments()}"
             )
         problems = plan.violations()
-        llm = plan.deployments.get("LLM")
+        claim = plan.claim("LLM")
         utilization = self.llm.gpu_memory_utilization
-        if llm is not None and utilization is not None and utilization * plan.card_gb > llm.budget_gb(plan.card_gb):
+        if claim is not None and utilization is not None and utilization * plan.card_gb > claim.budget_gb:
             problems.append(
                 f"LLM: vLLM preallocates gpu_memory_utilization {utilization:g} x {plan.card_gb:g} GB = "
-                f"{utilization * plan.card_gb:g} GB, over its memory budget {llm.budget_gb(plan.card_gb):g} GB; "
+                f"{utilization * plan.card_gb:g} GB, over its memory budget {claim.budget_gb:g} GB; "
                 "leave gpu_memory_utilization unset to derive it from the budget"
             )
         if problems:
