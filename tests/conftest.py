@@ -18,6 +18,17 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 LOCAL_MODEL = "tiny-qwen2"
 
 
+def long_story(max_tokens: int) -> dict:
+    """A chat request that keeps the tiny LLM busy: with seed 1 it samples no end marker on this
+    prompt for hundreds of tokens, so it runs to `max_tokens` (test_disconnect checks it)."""
+    return {
+        "model": LOCAL_MODEL,
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "max_tokens": max_tokens,
+        "seed": 1,
+    }
+
+
 @pytest.fixture(scope="session")
 def tiny_models() -> None:
     from serve_app.tiny_models import build_all

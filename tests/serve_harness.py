@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -55,11 +56,16 @@ def deploy_beside(app: dict, timeout_s: float = 300) -> None:
     deploy_apps([*running, app], timeout_s)
 
 
-def delete_app(name: str) -> None:
-    """Remove one application (and free its replicas' memory), leaving the others running."""
+@contextmanager
+def beside(app: dict, timeout_s: float = 300) -> Iterator[dict]:
+    """`app` deployed next to the running applications for the block, then deleted to free its replicas."""
     from ray import serve
 
-    serve.delete(name)
+    deploy_beside(app, timeout_s)
+    try:
+        yield app
+    finally:
+        serve.delete(app["name"])
 
 
 def wait_running(names: set[str], timeout_s: float) -> None:

@@ -24,11 +24,9 @@ def _with_api_key(app: dict) -> None:
 
 @pytest.fixture(scope="module")
 def secured_url(local_app):
-    local = serve_harness.application("local.yaml")
     secured = serve_harness.application("local.yaml", name=APP, route_prefix=f"/{APP}", edit=_with_api_key)
-    serve_harness.deploy_apps([local, secured])
-    yield f"{local_app}/{APP}"
-    serve_harness.deploy_apps([local])
+    with serve_harness.beside(secured):
+        yield f"{local_app}/{APP}"
 
 
 def client(base_url: str, key: str) -> openai.OpenAI:

@@ -14,20 +14,15 @@ import openai
 import pytest
 
 from tests import serve_harness
-from tests.conftest import LOCAL_MODEL
+from tests.conftest import LOCAL_MODEL, long_story
 
 APP = "backpressure"
 PREFIX = f"/{APP}"
 LLM_RETRY_AFTER = 2
 INGRESS_RETRY_AFTER = 3
 
-# Seed 1 on this prompt generates hundreds of tokens (see test_disconnect): seconds of work on CPU.
-LONG = {
-    "model": LOCAL_MODEL,
-    "messages": [{"role": "user", "content": "Tell me a long story."}],
-    "max_tokens": 900,
-    "seed": 1,
-}
+# Seconds of work on CPU.
+LONG = long_story(900)
 SHORT = {"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
@@ -44,9 +39,8 @@ def _one_at_a_time(app: dict) -> None:
 @pytest.fixture(scope="module")
 def base_url(serve_http):
     app = serve_harness.application("local.yaml", name=APP, route_prefix=PREFIX, edit=_one_at_a_time)
-    serve_harness.deploy_beside(app)
-    yield f"{serve_http}{PREFIX}"
-    serve_harness.delete_app(APP)
+    with serve_harness.beside(app):
+        yield f"{serve_http}{PREFIX}"
 
 
 async def _chat(client: httpx.AsyncClient, stream: bool) -> tuple[int, dict[str, str], str]:

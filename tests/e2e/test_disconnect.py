@@ -7,16 +7,10 @@ import asyncio
 import httpx
 from ray import serve
 
-from tests.conftest import LOCAL_MODEL
+from tests.conftest import long_story
 
-# Seed 1 on this prompt samples no end marker for hundreds of tokens (checked below),
-# so the generation is still running when the client goes away.
-LONG = {
-    "model": LOCAL_MODEL,
-    "messages": [{"role": "user", "content": "Tell me a long story."}],
-    "max_tokens": 900,
-    "seed": 1,
-}
+# Still generating when the client goes away (the precondition below checks it).
+LONG = long_story(900)
 
 
 async def test_disconnect_cancels_the_generation(local_app):

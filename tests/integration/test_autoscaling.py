@@ -15,7 +15,7 @@ import pytest
 from ray import serve
 
 from tests import serve_harness
-from tests.conftest import LOCAL_MODEL
+from tests.conftest import long_story
 
 # metrics_interval_s is deprecated in favour of environment variables, but still applied; silence its
 # warning, repeated on every status read.
@@ -36,13 +36,7 @@ IN_FLIGHT = 4
 # Generous: a new replica starts in ~10 s on an idle 2-core machine, minutes on a shared, saturated one.
 UP_WITHIN_S = 300
 DOWN_WITHIN_S = 120
-# Seed 1 samples no end marker for hundreds of tokens, so every stream runs to max_tokens.
-STREAM = {
-    "model": LOCAL_MODEL,
-    "messages": [{"role": "user", "content": "Tell me a long story."}],
-    "max_tokens": 200,
-    "seed": 1,
-}
+STREAM = long_story(200)  # every stream runs to max_tokens
 
 
 def _autoscaled(app: dict) -> None:
@@ -56,9 +50,8 @@ def _autoscaled(app: dict) -> None:
 
 @pytest.fixture(scope="module")
 def autoscaled_app(serve_http):
-    serve_harness.deploy_beside(serve_harness.application("local.yaml", name=APP, edit=_autoscaled))
-    yield APP
-    serve_harness.delete_app(APP)  # frees the replicas' memory for the tests after this one
+    with serve_harness.beside(serve_harness.application("local.yaml", name=APP, edit=_autoscaled)):
+        yield APP
 
 
 class Timeline:

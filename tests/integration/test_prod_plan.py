@@ -33,10 +33,8 @@ def _tiny_model(app: dict) -> None:
 @pytest.fixture(scope="module")
 def prod_plan(local_app):
     prod = serve_harness.application("prod.yaml", name=APP, route_prefix=f"/{APP}", edit=_tiny_model)
-    local = serve_harness.application("local.yaml")
-    serve_harness.deploy_apps([local, prod])
-    yield prod
-    serve_harness.deploy_apps([local])
+    with serve_harness.beside(prod):
+        yield prod
 
 
 async def test_llm_replica_holds_its_gpu_fraction_and_falls_back_to_cpu(prod_plan):

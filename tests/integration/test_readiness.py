@@ -33,12 +33,10 @@ def _llm_and_detector_only(app: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def readiness_app(local_app):
-    local = serve_harness.application("local.yaml")
+def readiness_app(serve_http):
     app = serve_harness.application("local.yaml", name=APP, route_prefix=f"/{APP}", edit=_llm_and_detector_only)
-    serve_harness.deploy_apps([local, app])
-    yield f"{local_app}/{APP}"
-    serve_harness.deploy_apps([local])
+    with serve_harness.beside(app):
+        yield f"{serve_http}/{APP}"
 
 
 def _detector_replica() -> str:
