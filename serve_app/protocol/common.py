@@ -1,0 +1,69 @@
+"""What every domain's contracts share, so no domain has to import another for it.
+
+Ids and `created` stamps in OpenAI's format, the lenient request base (OpenAI SDKs send
+fields this server does not implement), the model card `/v1/models` lists for every kind of
+model, the one error envelope, and the raw-or-base64 image type several domains accept.
+This module depends on nothing else in the package; everything else may depend on it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class _Request(BaseModel):
+    # OpenAI clients send fields this server does not implement (logprobs, tools,
+    # user, ...); ignoring unknown ones keeps every SDK version working.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=now)
+    owned_by: str = "multimodel-serve"
+    kind: str = Field(description="extension: llm, asr, detector, embedder, ...")
+    engine: str = Field(description="extension: the engine serving the model on this replica")
+    version: str = Field(description="extension: model store version")
+    max_model_len: int | None = Field(default=None, description="extension: context window")
+    embedding_dimension: int | None = Field(default=None, description="extension: embedding models' vector size")
+    input_modalities: list[str] | None = Field(default=None, description="extension: e.g. ['text', 'image']")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Deleted(BaseModel):
+    id: str
+    object: str
+    deleted: bool = True
+
+
+# Images travel as raw bytes (multipart uploads, notebooks) or as base64 strings, optionally
+# `data:image/...;base64,` URLs (JSON). Deployments decode them with serve_app.images.
+ImageData = str | bytes

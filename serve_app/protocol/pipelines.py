@@ -1,0 +1,132 @@
+"""Pipeline contracts (extensions): video -> SRT -> summary, and image -> detections -> RAG answer.
+
+A pipeline's result is its stages' results side by side (segments, detections, retrieved
+items, the LLM's answer and usage) plus per-stage timings, so callers can see where the time
+went. The streamed forms send what is known before the LLM starts as one first event, then
+the answer's deltas, then a closing event. These compose the other domains' types, which is
+why this module, and no other, imports from every other domain.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_serializer
+
+from serve_app.protocol.common import ImageData, _Request, new_id, now
+from serve_app.protocol.knowledge import SearchHit
+from serve_app.protocol.llm import FinishReason, Usage
+from serve_app.protocol.speech import SpeechTimings, TranscriptionSegment
+from serve_app.protocol.vision import Detection
+
+
+class VideoSummaryOptions(_Request):
+    language: str | None = Field(default=None, description="ISO-639-1 code; None: detected.")
+    prompt: str | None = Field(default=None, description="Initial prompt for the ASR decoder.")
+    diarize: bool = False
+    model: str | None = Field(default=None, description="LLM served name; None: the configured one.")
+    max_summary_tokens: int | None = Field(default=None, ge=1, description="Per LLM call; None: config default.")
+    chunk_tokens: int | None = Field(default=None, ge=32, description="Transcript tokens per map chunk.")
+
+
+class VideoSummary(BaseModel):
+    language: str
+    duration: float
+    srt: str
+    segments: list[TranscriptionSegment]
+    aligned: bool
+    alignment_note: str | None = None
+    summary: str
+    summary_model: str
+    timings: SpeechTimings
+
+
+class VideoSummaryEvent(BaseModel):
+    """One streamed event: `transcript` (once), `summary.delta` (many), `done` (last)."""
+
+    type: Literal["transcript", "summary.delta", "done"]
+    language: str | None = None
+    duration: float | None = None
+    text: str | None = Field(default=None, description="transcript: the whole text.")
+    segments: list[TranscriptionSegment] | None = None
+    delta: str | None = Field(default=None, description="summary.delta: the next piece of the summary.")
+    summary: str | None = None
+    srt: str | None = None
+    timings: SpeechTimings | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class ImageRAGRequest(_Request):
+    """extension: image -> detections -> CLIP retrieval -> LLM answer."""
+
+    image: ImageData
+    question: str | None = Field(default=None, description="Default: the configured default question.")
+    collection: str | None = Field(default=None, description="Default: the configured default collection.")
+    top_k: int | None = Field(default=None, ge=1, le=100)
+    crops: bool = Field(default=False, description="Also embed and search each detected object's crop.")
+    conf: float = Field(default=0.25, ge=0.0, le=1.0)
+    max_det: int = Field(default=20, ge=1, le=300)
+    model: str | None = Field(default=None, description="LLM served name; default: the configured one.")
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    stream: bool = False
+
+
+class RetrievedItem(SearchHit):
+    source: str = Field(description="'image', or 'crop:<i>' for detection i's crop")
+
+
+class ImageRAGTimings(BaseModel):
+    detect_ms: float = 0.0
+    embed_ms: float = 0.0
+    retrieve_ms: float = 0.0
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class ImageRAGResponse(BaseModel):
+    id: str = Field(default_factory=lambda: new_id("imgrag"))
+    object: Literal["pipeline.image_rag"] = "pipeline.image_rag"
+    created: int = Field(default_factory=now)
+    model: str
+    width: int
+    height: int
+    detections: list[Detection]
+    retrieved: list[RetrievedItem]
+    answer: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    timings: ImageRAGTimings
+
+
+class ImageRAGContextEvent(BaseModel):
+    """First streamed event: everything known before the LLM starts."""
+
+    id: str
+    object: Literal["pipeline.image_rag.context"] = "pipeline.image_rag.context"
+    width: int
+    height: int
+    detections: list[Detection]
+    retrieved: list[RetrievedItem]
+    timings: ImageRAGTimings
+
+
+class ImageRAGDeltaEvent(BaseModel):
+    id: str
+    object: Literal["pipeline.image_rag.delta"] = "pipeline.image_rag.delta"
+    delta: str
+
+
+class ImageRAGDoneEvent(BaseModel):
+    id: str
+    object: Literal["pipeline.image_rag.done"] = "pipeline.image_rag.done"
+    answer: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    timings: ImageRAGTimings
+
+
+ImageRAGEvent = ImageRAGContextEvent | ImageRAGDeltaEvent | ImageRAGDoneEvent

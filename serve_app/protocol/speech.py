@@ -1,0 +1,111 @@
+"""Speech contracts: `/v1/audio/transcriptions` in OpenAI's shapes, and the transcript behind them.
+
+The ASR deployment returns one `Transcript` to every caller (HTTP, pipelines, notebooks),
+and each OpenAI `response_format` (json, text, srt, vtt, verbose_json) is shaped from it at
+the edge. Only the subtitle text is rendered inside the deployment, when asked for, because
+its line limits are the server's config. Word timings, speakers and per-stage timings are
+extensions, marked as such.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from serve_app.protocol.common import _Request
+
+TranscriptionFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+
+
+class TranscriptionOptions(_Request):
+    """What a caller may ask of the ASR deployment (the form fields of /v1/audio/transcriptions)."""
+
+    model: str | None = Field(default=None, description="Served name or alias; None: the deployment's own.")
+    language: str | None = Field(default=None, description="ISO-639-1 code; None: detected.")
+    prompt: str | None = Field(default=None, description="Initial prompt for the decoder.")
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    word_timestamps: bool = Field(default=True, description="extension: run word alignment when an aligner exists.")
+    diarize: bool = Field(default=False, description="extension: attach speakers (needs a configured pipeline).")
+    min_speakers: int | None = Field(default=None, ge=1, description="extension: diarization hint.")
+    max_speakers: int | None = Field(default=None, ge=1, description="extension: diarization hint.")
+    subtitles: Literal["srt", "vtt"] | None = Field(
+        default=None, description="extension: also render subtitles (with the server's line limits)."
+    )
+
+
+class TranscriptionWord(BaseModel):
+    word: str
+    start: float
+    end: float
+    speaker: str | None = Field(default=None, description="extension: speaker label when diarized.")
+
+
+class TranscriptionSegment(BaseModel):
+    id: int
+    seek: int = 0
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = Field(default_factory=list)
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: list[TranscriptionWord] | None = Field(
+        default=None, description="extension: this segment's aligned words (None when alignment did not run)."
+    )
+    speaker: str | None = Field(default=None, description="extension: speaker label when diarized.")
+
+
+class SpeechTimings(BaseModel):
+    """extension: wall seconds per stage."""
+
+    decode: float = 0.0
+    transcribe: float = 0.0
+    align: float = 0.0
+    diarize: float = 0.0
+    summarise: float = 0.0
+    total: float = 0.0
+    llm_calls: int = Field(default=0, description="LLM calls made for the summary (>1: map-reduce).")
+    chunks: int = Field(default=0, description="Transcript chunks summarised in the map step (0: no chunking).")
+
+
+class Transcript(BaseModel):
+    """What the ASR deployment returns to Python callers; every HTTP format is rendered from it."""
+
+    model: str
+    language: str = Field(description="ISO-639-1 code, given or detected.")
+    language_name: str | None = Field(
+        default=None, description="The language's English name, which OpenAI's verbose_json reports."
+    )
+    duration: float = Field(description="Seconds of decoded audio.")
+    text: str
+    segments: list[TranscriptionSegment]
+    aligned: bool = Field(description="Word timings present (an aligner exists for the language).")
+    alignment_note: str | None = Field(default=None, description="Why words are missing, when they are.")
+    diarized: bool = False
+    subtitles: str | None = Field(default=None, description="SRT or WebVTT text, when asked for.")
+    timings: SpeechTimings = SpeechTimings()
+
+    def words(self) -> list[TranscriptionWord]:
+        return [w for s in self.segments for w in s.words or []]
+
+
+class Transcription(BaseModel):
+    """response_format=json."""
+
+    text: str
+
+
+class TranscriptionVerbose(BaseModel):
+    """response_format=verbose_json."""
+
+    task: Literal["transcribe"] = "transcribe"
+    language: str = Field(description="The language's name, e.g. 'english', as OpenAI reports it.")
+    duration: float
+    text: str
+    segments: list[TranscriptionSegment] | None = None
+    words: list[TranscriptionWord] | None = None
+    aligned: bool = Field(description="extension: word timings came from forced alignment.")
+    alignment_note: str | None = Field(default=None, description="extension: why words are missing.")
