@@ -2,7 +2,7 @@
 
 It knows request shapes and status codes, never models: every model call goes
 through a DeploymentHandle, and every error leaves as one OpenAI envelope
-(serve_app.http_api). Routes live in domain mixins under serve_app.routes.
+(serve_app.http.app). Routes live in domain mixins under serve_app.http.routes.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import IngressConfig
-from serve_app.http_api import AUTHENTICATED, api
+from serve_app.http.app import AUTHENTICATED, api
+from serve_app.http.routes.knowledge import KnowledgeRoutes
+from serve_app.http.routes.llm import LLMRoutes
+from serve_app.http.routes.speech import SpeechRoutes
+from serve_app.http.routes.vision import VisionRoutes
 from serve_app.protocol import ModelCard, ModelList
-from serve_app.routes.knowledge import KnowledgeRoutes
-from serve_app.routes.llm import LLMRoutes
-from serve_app.routes.speech import SpeechRoutes
-from serve_app.routes.vision import VisionRoutes
 
 
 def _required_api_key(env_name: str | None) -> str | None:

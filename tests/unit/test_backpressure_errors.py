@@ -11,9 +11,9 @@ from ray.serve._private.common import DeploymentID
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from serve_app.errors import APIError, InternalError, Overloaded, RateLimited, ServiceUnavailable, as_api_error
-from serve_app.http_api import ServeRejectionsAsAPIErrors, error_response
+from serve_app.http.app import ServeRejectionsAsAPIErrors, error_response
+from serve_app.http.sse import sse_response
 from serve_app.protocol import Completion, CompletionChoice
-from serve_app.sse import sse_response
 
 
 def rejection(status_code: int = 503, retry_after_s: float | None = 2.0) -> BackPressureError:

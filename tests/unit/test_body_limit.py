@@ -10,7 +10,7 @@ from fastapi import FastAPI, File, UploadFile
 from fastapi.testclient import TestClient
 
 from serve_app.errors import APIError
-from serve_app.http_api import BodySizeLimit, error_response
+from serve_app.http.app import BodySizeLimit, error_response
 
 JSON_LIMIT = 2048
 UPLOAD_LIMIT = 8192

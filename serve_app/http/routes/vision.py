@@ -8,7 +8,9 @@ from typing import Any
 from fastapi import Request
 
 from serve_app.errors import InvalidRequest, RequestT, UnsupportedMediaType, parse_request
-from serve_app.http_api import AUTHENTICATED, JSON_API, api
+from serve_app.http.app import AUTHENTICATED, JSON_API, api
+from serve_app.http.routes.base import Backends
+from serve_app.http.sse import sse_response
 from serve_app.protocol import (
     DetectionRequest,
     DetectionResponse,
@@ -18,8 +20,6 @@ from serve_app.protocol import (
     ImageRAGRequest,
     ImageRAGResponse,
 )
-from serve_app.routes.base import Backends
-from serve_app.sse import sse_response
 
 # Multipart form fields that may repeat (OpenAI style `classes[]`) and become lists.
 _LIST_FIELDS = {"classes"}

@@ -1,6 +1,6 @@
 """The FastAPI app behind the ingress: error envelopes, request limits, authentication.
 
-Route handlers live in `serve_app.routes.*` as mixin classes of the Ingress
+Route handlers live in `serve_app.http.routes.*` as mixin classes of the Ingress
 deployment; everything they share about HTTP is here.
 """
 
@@ -60,7 +60,7 @@ api = FastAPI(
     description="OpenAI-compatible API over Ray Serve model deployments.",
     responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
 )
-# Before any route is declared: every route (the mixins in serve_app.routes) uses it.
+# Before any route is declared: every route (the mixins in serve_app.http.routes) uses it.
 api.router.route_class = ServeRejectionsAsAPIErrors
 
 
