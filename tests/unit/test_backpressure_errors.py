@@ -11,7 +11,7 @@ from ray.serve._private.common import DeploymentID
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from serve_app.errors import APIError, InternalError, Overloaded, RateLimited, ServiceUnavailable, as_api_error
-from serve_app.http.app import ServeRejectionsAsAPIErrors, error_response
+from serve_app.http.errors import ServeRejectionsAsAPIErrors, error_response
 from serve_app.http.sse import sse_response
 from serve_app.protocol import Completion, CompletionChoice
 

@@ -10,7 +10,8 @@ from fastapi import FastAPI, File, UploadFile
 from fastapi.testclient import TestClient
 
 from serve_app.errors import APIError
-from serve_app.http.app import BodySizeLimit, error_response
+from serve_app.http.body_limit import BodySizeLimit
+from serve_app.http.errors import error_response
 
 JSON_LIMIT = 2048
 UPLOAD_LIMIT = 8192
