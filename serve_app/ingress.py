@@ -2,37 +2,25 @@
 
 It knows request shapes and status codes, never models: every model call goes
 through a DeploymentHandle, and every error leaves as one OpenAI envelope
-(serve_app.http_api). Routes live in domain mixins under serve_app.routes.
+(serve_app.http.errors). Routes live in domain mixins under serve_app.http.routes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import IngressConfig
-from serve_app.http_api import AUTHENTICATED, api
+from serve_app.http.app import AUTHENTICATED, api
+from serve_app.http.auth import required_api_key
+from serve_app.http.routes.knowledge import KnowledgeRoutes
+from serve_app.http.routes.llm import LLMRoutes
+from serve_app.http.routes.speech import SpeechRoutes
+from serve_app.http.routes.vision import VisionRoutes
 from serve_app.protocol import ModelCard, ModelList
-from serve_app.routes.knowledge import KnowledgeRoutes
-from serve_app.routes.llm import LLMRoutes
-from serve_app.routes.speech import SpeechRoutes
-from serve_app.routes.vision import VisionRoutes
-
-
-def _required_api_key(env_name: str | None) -> str | None:
-    if env_name is None:
-        return None
-    key = os.environ.get(env_name)
-    if not key:
-        raise RuntimeError(
-            f"ingress.api_key_env is {env_name!r} but that variable is empty or unset in the ingress replica; "
-            "export it before `serve run`, or set it in the application's runtime_env.env_vars"
-        )
-    return key
 
 
 def _unhealthy_deployments() -> list[str]:
@@ -58,7 +46,7 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
         self._services = services
         self._config = config
         api.state.limits = config
-        api.state.api_key = _required_api_key(config.api_key_env)
+        api.state.api_key = required_api_key(config.api_key_env)
 
     @api.get("/health")
     async def health(self) -> dict[str, str]:

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from serve_app.config import ConfigError, parse_app_config
+from serve_app.http.routes.speech import render_transcription
 from serve_app.protocol import Transcript, TranscriptionSegment, TranscriptionWord
-from serve_app.routes.speech import render_transcription
 from tests.serve_harness import REPO
 
 LLM = {"served_name": "m", "model": "m", "version": "v1"}

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from serve_app.errors import ContextLengthExceeded, ServiceUnavailable
+from serve_app.http.sse import sse_response
 from serve_app.protocol import Completion, CompletionChoice, Usage
-from serve_app.sse import sse_response
 
 
 def chunk(text: str, usage: Usage | None = None) -> Completion:

@@ -12,7 +12,9 @@ from fastapi import File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from serve_app.errors import InvalidRequest, parse_request
-from serve_app.http_api import UPLOAD_API, api
+from serve_app.http.app import UPLOAD_API, api
+from serve_app.http.routes.base import Backends
+from serve_app.http.sse import sse_response
 from serve_app.protocol import (
     Transcript,
     Transcription,
@@ -22,8 +24,6 @@ from serve_app.protocol import (
     VideoSummary,
     VideoSummaryOptions,
 )
-from serve_app.routes.base import Backends
-from serve_app.sse import sse_response
 
 Granularity = Literal["word", "segment"]
 

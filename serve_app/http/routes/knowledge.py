@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import Query
 
-from serve_app.http_api import AUTHENTICATED, JSON_API, api
+from serve_app.http.app import AUTHENTICATED, JSON_API, api
+from serve_app.http.routes.base import Backends
 from serve_app.protocol import (
     CollectionCreate,
     CollectionInfo,
@@ -18,7 +19,6 @@ from serve_app.protocol import (
     SearchRequest,
     SearchResponse,
 )
-from serve_app.routes.base import Backends
 
 
 class KnowledgeRoutes(Backends):

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from serve_app.errors import parse_request
-from serve_app.http_api import JSON_API, api
+from serve_app.http.app import JSON_API, api
+from serve_app.http.routes.base import Backends
+from serve_app.http.sse import sse_response
 from serve_app.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -14,8 +16,6 @@ from serve_app.protocol import (
     Completion,
     CompletionRequest,
 )
-from serve_app.routes.base import Backends
-from serve_app.sse import sse_response
 
 
 class LLMRoutes(Backends):

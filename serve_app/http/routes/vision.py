@@ -8,7 +8,10 @@ from typing import Any
 from fastapi import Request
 
 from serve_app.errors import InvalidRequest, RequestT, UnsupportedMediaType, parse_request
-from serve_app.http_api import AUTHENTICATED, JSON_API, api
+from serve_app.http.app import AUTHENTICATED, JSON_API, api
+from serve_app.http.media_types import media_type
+from serve_app.http.routes.base import Backends
+from serve_app.http.sse import sse_response
 from serve_app.protocol import (
     DetectionRequest,
     DetectionResponse,
@@ -18,8 +21,6 @@ from serve_app.protocol import (
     ImageRAGRequest,
     ImageRAGResponse,
 )
-from serve_app.routes.base import Backends
-from serve_app.sse import sse_response
 
 # Multipart form fields that may repeat (OpenAI style `classes[]`) and become lists.
 _LIST_FIELDS = {"classes"}
@@ -27,14 +28,14 @@ _LIST_FIELDS = {"classes"}
 
 async def image_body(request: Request, model_type: type[RequestT]) -> RequestT:
     """The request from a multipart upload (file field `image`) or a JSON body (base64 `image`)."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type == "application/json":
+    declared = media_type(request.headers)
+    if declared == "application/json":
         try:
             body = await request.json()
         except ValueError:
             raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from None
         return parse_request(model_type, body)
-    if media_type == "multipart/form-data":
+    if declared == "multipart/form-data":
         form = await request.form()
         fields: dict[str, Any] = {}
         for key in form:
@@ -46,7 +47,7 @@ async def image_body(request: Request, model_type: type[RequestT]) -> RequestT:
             raise InvalidRequest("upload the image as a file in the form field 'image'", param="image")
         return parse_request(model_type, fields)
     raise UnsupportedMediaType(
-        f"Content-Type must be multipart/form-data or application/json, got '{media_type or 'none'}'."
+        f"Content-Type must be multipart/form-data or application/json, got '{declared or 'none'}'."
     )
 
 

@@ -1,0 +1,45 @@
+"""/health, /ready and /v1/models: what an operator's probe and a client's model list see."""
+
+from __future__ import annotations
+
+import asyncio
+
+from serve_app.errors import ServiceUnavailable
+from tests.fakes import FakeHandle
+from tests.http.support import ASR, DETECTOR, LLM
+
+
+def test_health_is_ok_without_asking_any_model(client, backends):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert not [h.calls for by_name in backends["models"].values() for h in by_name.values() if h.calls]
+
+
+def test_ready_when_every_deployment_is_healthy_and_answers(client):
+    reply = client.get("/ready")
+    assert (reply.status_code, reply.json()) == (200, {"status": "ready"})
+
+
+def test_not_ready_names_an_unhealthy_deployment_and_a_model_that_does_not_answer(serve_ingress, backends):
+    def card():
+        raise ServiceUnavailable("loading")
+
+    models = {**backends["models"], "detector": {DETECTOR: FakeHandle.of("Detector", card=card)}}
+    reply = serve_ingress(models, unhealthy={"ASR": "UPDATING"}).get("/ready")
+    assert reply.status_code == 503
+    assert reply.json() == {
+        "status": "not_ready",
+        "problems": ["deployment ASR: UPDATING", f"model {DETECTOR} (Detector): RayTaskError(ServiceUnavailable)"],
+    }
+
+
+def test_models_lists_every_served_id_aliases_included_and_a_silent_one_as_unavailable(serve_ingress, backends):
+    async def silent():
+        await asyncio.sleep(30)
+
+    models = {**backends["models"], "detector": {DETECTOR: FakeHandle.of("Detector", card=silent)}}
+    listed = serve_ingress(models, probe_timeout_s=0.05).get("/v1/models").json()
+    assert listed["object"] == "list"
+    cards = {card["id"]: card for card in listed["data"]}
+    assert list(cards) == [LLM, ASR, "whisper-1", DETECTOR]
+    assert cards["whisper-1"]["kind"] == "asr" and cards["whisper-1"]["engine"] == "fake"
+    assert cards[DETECTOR]["engine"] == "unavailable"
