@@ -78,7 +78,7 @@ def _segments(raw: list[dict], aligned: bool, temperature: float) -> list[Transc
 
 
 @serve.deployment(name="ASR")
-class ASRDeployment(ModelDeployment):
+class ASR(ModelDeployment):
     kind, library = "asr", "whisperx"
 
     def __init__(self, speech: SpeechConfig, model_store: Path, data_dir: Path, gpu: GPUClaim | None = None):

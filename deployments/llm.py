@@ -36,7 +36,7 @@ from serve_app.protocol import (
 
 
 @serve.deployment(name="LLM")
-class LLMDeployment(ModelDeployment):
+class LLM(ModelDeployment):
     kind = "llm"
 
     def __init__(self, llm: LLMConfig, model_store: Path, data_dir: Path, gpu: GPUClaim | None = None):

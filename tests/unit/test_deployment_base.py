@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from deployments import base
 from deployments.base import ModelDeployment
@@ -152,7 +154,7 @@ def test_an_embedder_card_adds_its_dimension_and_modalities(monkeypatch):
 
 def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
     from deployments import engines
-    from deployments.llm import LLMDeployment
+    from deployments.llm import LLM
 
     preamble = Preamble(monkeypatch, share=0.3)
     created = {}
@@ -163,7 +165,7 @@ def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
 
     monkeypatch.setattr(engines, "create_engine", create_engine)
     config = LLMConfig(served_name="chat", model="qwen", version="v2")
-    llm = LLMDeployment.func_or_class(config, STORE, Path("/data"), CLAIM)
+    llm = LLM.func_or_class(config, STORE, Path("/data"), CLAIM)
     assert preamble.calls[1] == ("claim", CLAIM, False)
     # vLLM preallocates a fraction of the whole card: unset, it is the budget's share of it.
     assert created["config"].gpu_memory_utilization == 0.3
@@ -185,6 +187,25 @@ MODEL_DEPLOYMENTS = {
     "ClipEmbedder": "deployments.embedder",
     "TextEmbedder": "deployments.text_embedder",
 }
+OTHER_DEPLOYMENTS = {
+    "VectorStore": "deployments.vector_store",
+    "VideoSummary": "pipelines.video_summary",
+    "ImageRAG": "pipelines.image_rag",
+    "Ingress": "serve_app.ingress",
+}
+
+
+@pytest.mark.parametrize("name", [*MODEL_DEPLOYMENTS, *OTHER_DEPLOYMENTS])
+def test_each_class_is_named_as_its_deployment(name):
+    deployment = getattr(importlib.import_module({**MODEL_DEPLOYMENTS, **OTHER_DEPLOYMENTS}[name]), name)
+    assert deployment.name == deployment.func_or_class.__name__ == name
+    assert issubclass(deployment.func_or_class, ModelDeployment) == (name in MODEL_DEPLOYMENTS)
+
+
+@pytest.mark.parametrize("config", ["local.yaml", "prod.yaml"])
+def test_the_yaml_configs_name_only_these_deployments(config):
+    app = yaml.safe_load((REPO / "configs" / config).read_text())["applications"][0]
+    assert {d["name"] for d in app["deployments"]} <= {*MODEL_DEPLOYMENTS, *OTHER_DEPLOYMENTS}
 
 
 def test_deployment_modules_import_no_heavy_library():
