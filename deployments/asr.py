@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
 import threading
 import time
@@ -23,19 +22,17 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.base import ModelDeployment
 from serve_app.config import SpeechConfig
 from serve_app.errors import InvalidRequest, NotFound, parse_request
 from serve_app.gpu_plan import GPUClaim
 from serve_app.protocol import (
-    ModelCard,
     SpeechTimings,
     Transcript,
     TranscriptionOptions,
     TranscriptionSegment,
     TranscriptionWord,
 )
-
-logger = logging.getLogger("ray.serve")
 
 PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
 
@@ -81,34 +78,32 @@ def _segments(raw: list[dict], aligned: bool, temperature: float) -> list[Transc
 
 
 @serve.deployment(name="ASR")
-class ASRDeployment:
+class ASR(ModelDeployment):
+    kind, library = "asr", "whisperx"
+
     def __init__(self, speech: SpeechConfig, model_store: Path, data_dir: Path, gpu: GPUClaim | None = None):
-        from serve_app.runtime import configure_offline_runtime
-
-        configure_offline_runtime(data_dir)
-
-        from deployments.gpu_budget import claim_gpu
-
         # CTranslate2 has no allocator cap: the budget bounds its torch parts (VAD, aligners) only.
-        claim_gpu(gpu)
-
+        super().__init__(
+            speech.served_name,
+            data_dir,
+            gpu,
+            model_store=model_store,
+            model=speech.model,
+            version=speech.version,
+            device=speech.device,
+        )
         import torch
         import whisperx
         from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-        from serve_app.model_store import verify
-
         self._config = speech
-        self._store = model_store
         self._languages = set(_LANGUAGE_CODES)
-        self._device = speech.device if speech.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        compute_type = speech.compute_type or ("float16" if self._device == "cuda" else "int8")
+        compute_type = speech.compute_type or ("float16" if self.device == "cuda" else "int8")
         torch.set_num_threads(speech.cpu_threads)
         write_minimal_punkt(Path(os.environ["NLTK_DATA"]))
-        self._ref = verify(model_store, speech.model, speech.version)
         self._pipeline = whisperx.load_model(
-            str(self._ref.path),
-            device=self._device,
+            str(self.model_path),
+            device=self.device,
             compute_type=compute_type,
             asr_options={"beam_size": speech.beam_size},
             vad_method="pyannote",  # weights ship inside the whisperx wheel; silero would download
@@ -119,33 +114,19 @@ class ASRDeployment:
         self._whisper_max_length = self._pipeline.model.max_length
         self._aligners: dict[str, tuple[Any, dict]] = {}
         for language, aligner in speech.aligners.items():
-            ref = verify(model_store, aligner.model, aligner.version)
-            self._aligners[language] = whisperx.load_align_model(language, self._device, model_name=str(ref.path))
+            ref = self._verify(aligner.model, aligner.version)
+            self._aligners[language] = whisperx.load_align_model(language, self.device, model_name=str(ref.path))
         self._diarizer = None
         if speech.diarization is not None:
             from whisperx.diarize import DiarizationPipeline
 
-            ref = verify(model_store, speech.diarization.model, speech.diarization.version)
-            self._diarizer = DiarizationPipeline(model_name=str(ref.path), device=self._device)
+            ref = self._verify(speech.diarization.model, speech.diarization.version)
+            self._diarizer = DiarizationPipeline(model_name=str(ref.path), device=self.device)
         self._lock = threading.Lock()
         self._names = {speech.served_name, *speech.aliases}
-        logger.info(
-            "ASR %s (%s/%s) on %s/%s, aligners for %s, diarization %s",
-            speech.served_name,
-            speech.model,
-            speech.version,
-            self._device,
-            compute_type,
-            sorted(self._aligners) or "none",
-            "on" if self._diarizer else "off",
-        )
-
-    def card(self) -> ModelCard:
-        return ModelCard(
-            id=self._config.served_name,
-            kind="asr",
-            engine=f"whisperx/{self._device}",
-            version=f"{self._ref.name}/{self._ref.version}",
+        self._log_loaded(
+            f"{compute_type}, aligners for {sorted(self._aligners) or 'none'}, "
+            f"diarization {'on' if self._diarizer else 'off'}"
         )
 
     async def transcribe(self, media: bytes | str, options: TranscriptionOptions | dict | None = None) -> Transcript:
@@ -232,7 +213,7 @@ class ASRDeployment:
         elif raw:
             t0 = time.perf_counter()
             model, metadata = self._aligners[language]
-            raw = whisperx.align(raw, model, metadata, audio, self._device)["segments"]
+            raw = whisperx.align(raw, model, metadata, audio, self.device)["segments"]
             timings.align = time.perf_counter() - t0
             aligned = True
         if options.diarize:
@@ -243,7 +224,7 @@ class ASRDeployment:
         segments = _segments(raw, aligned, options.temperature)
         duration = len(audio) / 16_000
         return Transcript(
-            model=self._config.served_name,
+            model=self.served_name,
             language=language,
             language_name=LANGUAGES.get(language, language),
             duration=duration,

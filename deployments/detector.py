@@ -7,21 +7,19 @@ reply = await detector.detect.remote({"model": "tiny-yolov8n", "image": png_byte
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ray import serve
 
+from deployments.base import ModelDeployment
 from deployments.batch_stats import BatchStats
 from serve_app.config import DetectorConfig
 from serve_app.errors import InvalidRequest, parse_request
 from serve_app.gpu_plan import GPUClaim
 from serve_app.images import ImageLimits, decode_image
-from serve_app.protocol import Box, Detection, DetectionRequest, DetectionResponse, ModelCard
-
-logger = logging.getLogger("ray.serve")
+from serve_app.protocol import Box, Detection, DetectionRequest, DetectionResponse
 
 WEIGHTS = "model.pt"
 
@@ -75,7 +73,9 @@ def _class_ids(classes: list[int | str] | None, names: dict[int, str]) -> tuple[
 
 
 @serve.deployment(name="Detector")
-class Detector:
+class Detector(ModelDeployment):
+    kind, library = "detector", "ultralytics"
+
     def __init__(
         self,
         config: DetectorConfig,
@@ -84,40 +84,23 @@ class Detector:
         limits: ImageLimits,
         gpu: GPUClaim | None = None,
     ):
-        from serve_app.runtime import configure_offline_runtime
-
-        configure_offline_runtime(data_dir)
+        super().__init__(
+            config.served_name, data_dir, gpu, model_store=model_store, model=config.model, version=config.version
+        )
         _prepare_ultralytics_offline()
-        from deployments.gpu_budget import claim_gpu
-
-        claim_gpu(gpu)
-
-        import torch
         from ultralytics import YOLO, settings
-
-        from serve_app.model_store import verify
 
         settings.update({"sync": False})
         self._config = config
         self._limits = limits
-        self._ref = verify(model_store, config.model, config.version)
-        self._device = "cuda:0" if torch.cuda.is_available() else "cpu"
-        self._model = YOLO(str(self._ref.path / WEIGHTS), task="detect")  # a local file: never a download
+        self._model = YOLO(str(self.model_path / WEIGHTS), task="detect")  # a local file: never a download
         self._names: dict[int, str] = dict(self._model.names)
         self._stats = BatchStats()
         self._batch.set_max_batch_size(config.batching.max_batch_size)
         self._batch.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
         image, options = _probe_job()
         self._predict([image], options)  # the first call is slow: pay it here
-        logger.info("Detector %s (%s) on %s", config.served_name, self._ref.path, self._device)
-
-    def card(self) -> ModelCard:
-        return ModelCard(
-            id=self._config.served_name,
-            kind="detector",
-            engine=f"ultralytics-{self._device}",
-            version=f"{self._ref.name}/{self._ref.version}",
-        )
+        self._log_loaded()
 
     def labels(self) -> dict[int, str]:
         return dict(self._names)
@@ -131,7 +114,7 @@ class Detector:
         image = decode_image(request.image, self._limits)
         detections, batch_size = await self._batch((image, options))
         return DetectionResponse(
-            model=self._config.served_name,
+            model=self.served_name,
             width=image.width,
             height=image.height,
             detections=detections,
@@ -165,8 +148,8 @@ class Detector:
             # Square letterboxing for every batch: a batch of one then pads exactly like a batch of many,
             # so batching never changes the boxes (rect padding depends on the batch's shapes).
             rect=False,
-            half=self._config.half and self._device != "cpu",
-            device=self._device,
+            half=self._config.half and self.device != "cpu",
+            device=self.device,
             verbose=False,
         )
         return [self._detections(result) for result in results]

@@ -8,21 +8,18 @@ await clip.stats.remote()   # batch-size histogram
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 import numpy as np
 from ray import serve
 
 from deployments.batch_stats import BatchStats
-from deployments.embedding_common import EmbeddingEndpoint, unit_rows
+from deployments.embedding_common import EmbeddingDeployment, unit_rows
 from serve_app.config import ClipEmbedderConfig
 from serve_app.errors import parse_request
 from serve_app.gpu_plan import GPUClaim
 from serve_app.images import ImageLimits, decode_image
-from serve_app.protocol import EmbeddingInput, ImageInput, ModelCard
-
-logger = logging.getLogger("ray.serve")
+from serve_app.protocol import EmbeddingInput, ImageInput
 
 
 def _as_image(item, limits: ImageLimits, param: str):
@@ -36,7 +33,9 @@ def _as_image(item, limits: ImageLimits, param: str):
 
 
 @serve.deployment(name="ClipEmbedder")
-class ClipEmbedder(EmbeddingEndpoint):
+class ClipEmbedder(EmbeddingDeployment):
+    library, modalities = "open_clip", ("text", "image")
+
     def __init__(
         self,
         config: ClipEmbedderConfig,
@@ -45,28 +44,18 @@ class ClipEmbedder(EmbeddingEndpoint):
         limits: ImageLimits,
         gpu: GPUClaim | None = None,
     ):
-        from serve_app.runtime import configure_offline_runtime
-
-        configure_offline_runtime(data_dir)
-
-        from deployments.gpu_budget import claim_gpu
-
-        claim_gpu(gpu)
-
+        super().__init__(
+            config.served_name, data_dir, gpu, model_store=model_store, model=config.model, version=config.version
+        )
         import open_clip
         import torch
 
-        from serve_app.model_store import verify
-
-        self._config = config
         self._limits = limits
-        self._ref = verify(model_store, config.model, config.version)
         self._torch = torch
-        self._device = "cuda" if torch.cuda.is_available() else "cpu"
-        source = f"local-dir:{self._ref.path}"  # never a hub name: nothing is downloaded
-        precision = "fp16" if self._device == "cuda" else "fp32"
+        source = f"local-dir:{self.model_path}"  # never a hub name: nothing is downloaded
+        precision = "fp16" if self.device == "cuda" else "fp32"
         self._model, _, self._preprocess = open_clip.create_model_and_transforms(
-            source, device=self._device, precision=precision
+            source, device=self.device, precision=precision
         )
         self._model.eval()
         self._tokenizer = open_clip.get_tokenizer(source)
@@ -75,19 +64,7 @@ class ClipEmbedder(EmbeddingEndpoint):
         for batcher in (self._text_batch, self._image_batch):
             batcher.set_max_batch_size(config.batching.max_batch_size)
             batcher.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
-        logger.info(
-            "ClipEmbedder %s (%s) on %s, %d-d", config.served_name, self._ref.path, self._device, self._dimension
-        )
-
-    def card(self) -> ModelCard:
-        return ModelCard(
-            id=self._config.served_name,
-            kind="embedding",
-            engine=f"open_clip-{self._device}",
-            version=f"{self._ref.name}/{self._ref.version}",
-            embedding_dimension=self._dimension,
-            input_modalities=["text", "image"],
-        )
+        self._log_loaded(f"{self._dimension}-d")
 
     async def embed_inputs(self, inputs: list[EmbeddingInput]) -> list[tuple[np.ndarray, int]]:
         """Unit vectors (and the batch each rode in) for texts and images; used by the store and pipelines."""
@@ -112,13 +89,13 @@ class ClipEmbedder(EmbeddingEndpoint):
         return await self._stats.run(self._encode_images, images)
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
-        tokens = self._tokenizer(texts).to(self._device)
+        tokens = self._tokenizer(texts).to(self.device)
         with self._torch.inference_mode():
             return unit_rows(self._model.encode_text(tokens).float().cpu().numpy())
 
     def _encode_images(self, images: list) -> np.ndarray:
-        pixels = self._torch.stack([self._preprocess(image) for image in images]).to(self._device)
-        if self._device == "cuda":
+        pixels = self._torch.stack([self._preprocess(image) for image in images]).to(self.device)
+        if self.device == "cuda":
             pixels = pixels.half()
         with self._torch.inference_mode():
             return unit_rows(self._model.encode_image(pixels).float().cpu().numpy())

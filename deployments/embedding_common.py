@@ -1,14 +1,23 @@
-"""What the embedding deployments share: the OpenAI `embed` method, response shaping, batch-size bookkeeping."""
+"""What the embedding deployments share: their card, the OpenAI `embed` method, response shaping, batch statistics."""
 
 from __future__ import annotations
 
 import base64
+from typing import ClassVar
 
 import numpy as np
 
+from deployments.base import ModelDeployment
 from deployments.batch_stats import BatchStats
 from serve_app.errors import InvalidRequest, parse_request
-from serve_app.protocol import Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
+from serve_app.protocol import (
+    Embedding,
+    EmbeddingInput,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    ModelCard,
+)
 
 
 def check_dimensions(request: EmbeddingRequest, native: int) -> None:
@@ -45,11 +54,19 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
-class EmbeddingEndpoint:
-    """`embed` in OpenAI's shape and `stats`, over a deployment's own `embed_inputs` and `_token_count`."""
+class EmbeddingDeployment(ModelDeployment):
+    """A model deployment answering `embed` in OpenAI's shape, over its own `embed_inputs` and `_token_count`.
 
+    `modalities` are the inputs it embeds, as its card lists them.
+    """
+
+    kind = "embedding"
+    modalities: ClassVar[tuple[str, ...]]
     _dimension: int
     _stats: BatchStats
+
+    def card(self, **extra) -> ModelCard:
+        return super().card(embedding_dimension=self._dimension, input_modalities=list(self.modalities), **extra)
 
     async def embed_inputs(self, inputs: list[EmbeddingInput]) -> list[tuple[np.ndarray, int]]:
         raise NotImplementedError

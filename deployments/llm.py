@@ -10,7 +10,6 @@ Callable from the ingress and from notebooks alike:
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,9 @@ from typing import Any
 from ray import serve
 
 from deployments import llm_requests as mapping
+from deployments.base import ModelDeployment
 from deployments.engines.base import GenerationDelta
+from deployments.gpu_budget import vllm_memory_utilization
 from serve_app.config import LLMConfig
 from serve_app.errors import NotFound, RequestT, parse_request
 from serve_app.gpu_plan import GPUClaim
@@ -33,47 +34,38 @@ from serve_app.protocol import (
     ModelCard,
 )
 
-logger = logging.getLogger("ray.serve")
-
 
 @serve.deployment(name="LLM")
-class LLMDeployment:
+class LLM(ModelDeployment):
+    kind = "llm"
+
     def __init__(self, llm: LLMConfig, model_store: Path, data_dir: Path, gpu: GPUClaim | None = None):
-        from serve_app.runtime import configure_offline_runtime
-
-        configure_offline_runtime(data_dir)
-
-        from deployments.engines import create_engine
-        from deployments.gpu_budget import claim_gpu, vllm_memory_utilization
-        from serve_app.model_store import verify
-
         # vLLM runs its pool in its own engine process: the plan bounds it through gpu_memory_utilization.
-        share = claim_gpu(gpu, cap_torch=False)
-        llm = llm.model_copy(
-            update={"gpu_memory_utilization": vllm_memory_utilization(llm.gpu_memory_utilization, share)}
+        super().__init__(
+            llm.served_name,
+            data_dir,
+            gpu,
+            model_store=model_store,
+            model=llm.model,
+            version=llm.version,
+            cap_torch=False,
         )
-        self._config = llm
-        self._ref = verify(model_store, llm.model, llm.version)
-        self._engine = create_engine(llm, self._ref.path)
+        from deployments.engines import create_engine
+
+        self._config = llm.model_copy(
+            update={"gpu_memory_utilization": vllm_memory_utilization(llm.gpu_memory_utilization, self.gpu_share)}
+        )
+        self._engine = create_engine(self._config, self.model_path)
         self._tokenizer = self._engine.tokenizer
         self._stats = GenerationStats()
-        logger.info(
-            "LLM %s (%s/%s) loaded on engine %s, context %d tokens",
-            llm.served_name,
-            llm.model,
-            llm.version,
-            self._engine.name,
-            self._engine.max_model_len,
-        )
+        self._log_loaded(f"context {self._engine.max_model_len} tokens")
+
+    @property
+    def engine_name(self) -> str:
+        return self._engine.name
 
     def card(self) -> ModelCard:
-        return ModelCard(
-            id=self._config.served_name,
-            kind="llm",
-            engine=self._engine.name,
-            version=f"{self._ref.name}/{self._ref.version}",
-            max_model_len=self._engine.max_model_len,
-        )
+        return super().card(max_model_len=self._engine.max_model_len)
 
     def placement(self) -> dict[str, Any]:
         """Where this replica runs and with what resources (for operators and tests)."""
@@ -83,7 +75,7 @@ class LLMDeployment:
 
         context = ray.get_runtime_context()
         return {
-            "engine": self._engine.name,
+            "engine": self.engine_name,
             "gpu_memory_utilization": self._config.gpu_memory_utilization,
             "assigned_resources": context.get_assigned_resources(),
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
@@ -106,14 +98,14 @@ class LLMDeployment:
         acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages")
         async for delta in deltas:
             acc.add(delta)
-        return mapping.chat_completion(self._config.served_name, acc)
+        return mapping.chat_completion(self.served_name, acc)
 
     async def chat_stream(self, request: ChatCompletionRequest | dict) -> AsyncIterator[ChatCompletionChunk]:
         # Everything that can reject the request runs before the first chunk, so a
         # caller awaiting that chunk gets a plain error instead of a broken stream.
         request = self._accept(ChatCompletionRequest, request)
         acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages")
-        base = ChatCompletion(model=self._config.served_name, choices=[], usage=acc.usage)
+        base = ChatCompletion(model=self.served_name, choices=[], usage=acc.usage)
         yield mapping.chat_chunk(base, ChunkDelta(role="assistant", content=""))
         async for delta in deltas:
             acc.add(delta)
@@ -128,12 +120,12 @@ class LLMDeployment:
         async for delta in deltas:
             acc.add(delta)
         echo = request.prompt_text if request.echo else ""
-        return mapping.text_completion(self._config.served_name, acc, echo)
+        return mapping.text_completion(self.served_name, acc, echo)
 
     async def completion_stream(self, request: CompletionRequest | dict) -> AsyncIterator[Completion]:
         request = self._accept(CompletionRequest, request)
         acc, deltas = self._start(request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt")
-        base = Completion(model=self._config.served_name, choices=[])
+        base = Completion(model=self.served_name, choices=[])
         if request.echo:
             yield mapping.completion_chunk(base, request.prompt_text)
         async for delta in deltas:
@@ -148,7 +140,7 @@ class LLMDeployment:
 
     def _accept(self, model_type: type[RequestT], request: RequestT | dict) -> RequestT:
         request = parse_request(model_type, request)
-        if request.model != self._config.served_name:
+        if request.model != self.served_name:
             raise NotFound(f"The model '{request.model}' does not exist", param="model")
         return request
 

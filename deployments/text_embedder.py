@@ -7,20 +7,17 @@ reply = await minilm.embed.remote({"model": "all-minilm-l6-v2", "input": ["hello
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 import numpy as np
 from ray import serve
 
 from deployments.batch_stats import BatchStats
-from deployments.embedding_common import EmbeddingEndpoint, unit_rows
+from deployments.embedding_common import EmbeddingDeployment, unit_rows
 from serve_app.config import TextEmbedderConfig
 from serve_app.errors import InvalidRequest
 from serve_app.gpu_plan import GPUClaim
 from serve_app.protocol import EmbeddingInput, ModelCard
-
-logger = logging.getLogger("ray.serve")
 
 
 def _default_model_path() -> Path:
@@ -30,45 +27,28 @@ def _default_model_path() -> Path:
 
 
 @serve.deployment(name="TextEmbedder")
-class TextEmbedder(EmbeddingEndpoint):
+class TextEmbedder(EmbeddingDeployment):
+    library, modalities = "sentence-transformers", ("text",)
+
     def __init__(self, config: TextEmbedderConfig, data_dir: Path, gpu: GPUClaim | None = None):
-        from serve_app.runtime import configure_offline_runtime
-
-        configure_offline_runtime(data_dir)
-
-        from deployments.gpu_budget import claim_gpu
-
-        claim_gpu(gpu)
-
-        import torch
+        super().__init__(config.served_name, data_dir, gpu, model_path=config.path or _default_model_path())
         from sentence_transformers import SentenceTransformer
 
-        self._config = config
-        self._path = config.path or _default_model_path()
-        self._device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._model = SentenceTransformer(str(self._path), device=self._device, local_files_only=True)
+        self._model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
         self._dimension = int(self._encode(["warm-up"]).shape[1])
         self._stats = BatchStats()
         self._batch.set_max_batch_size(config.batching.max_batch_size)
         self._batch.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
-        logger.info("TextEmbedder %s (%s) on %s, %d-d", config.served_name, self._path, self._device, self._dimension)
+        self._log_loaded(f"{self._dimension}-d, {self.model_path}")
 
     def card(self) -> ModelCard:
-        return ModelCard(
-            id=self._config.served_name,
-            kind="embedding",
-            engine=f"sentence-transformers-{self._device}",
-            version=Path(self._path).name,
-            max_model_len=self._model.max_seq_length,
-            embedding_dimension=self._dimension,
-            input_modalities=["text"],
-        )
+        return super().card(max_model_len=self._model.max_seq_length)
 
     async def embed_inputs(self, inputs: list[EmbeddingInput]) -> list[tuple[np.ndarray, int]]:
         for i, item in enumerate(inputs):
             if not isinstance(item, str):
                 raise InvalidRequest(
-                    f"model '{self._config.served_name}' embeds text only; input {i} is an image.",
+                    f"model '{self.served_name}' embeds text only; input {i} is an image.",
                     param=f"input.{i}",
                 )
         return await asyncio.gather(*(self._batch(text) for text in inputs))

@@ -1,7 +1,7 @@
 """video -> audio -> WhisperX transcript -> SRT -> LLM summary, over deployment handles only.
 
     pipeline = serve.get_deployment_handle("VideoSummary", app_name="default")
-    result = await pipeline.summarize.remote(video_bytes_or_path, {"language": "en"})   # VideoSummary
+    result = await pipeline.summarize.remote(video_bytes_or_path, {"language": "en"})   # a protocol VideoSummary
     async for event in pipeline.options(stream=True).summarize_stream.remote(video, {}):  # VideoSummaryEvent
         ...
 
@@ -28,10 +28,10 @@ from serve_app.protocol import (
     SpeechTimings,
     Transcript,
     TranscriptionOptions,
-    VideoSummary,
     VideoSummaryEvent,
     VideoSummaryOptions,
 )
+from serve_app.protocol import VideoSummary as VideoSummaryResult  # the bare name is the deployment's
 
 # Tokens the chat template adds around the messages (role markers, newlines), plus slack.
 _TEMPLATE_MARGIN = 32
@@ -182,7 +182,7 @@ async def summarize_video(
     config: VideoSummaryConfig,
     media: bytes | str,
     options: VideoSummaryOptions,
-) -> VideoSummary:
+) -> VideoSummaryResult:
     started = time.perf_counter()
     summariser = Summariser(llm, config, options)
     plan = await summariser.plan()  # before the ASR: a bad LLM setting fails fast
@@ -192,7 +192,7 @@ async def summarize_video(
     if transcript.text.strip():
         prompt = await summariser.final_prompt(plan, [s.text.strip() for s in transcript.segments])
         summary = await summariser.complete(plan, prompt)
-    return VideoSummary(
+    return VideoSummaryResult(
         language=transcript.language,
         duration=transcript.duration,
         srt=transcript.subtitles or "",
@@ -239,7 +239,7 @@ async def summarize_video_stream(
 
 
 @serve.deployment(name="VideoSummary")
-class VideoSummaryDeployment:
+class VideoSummary:
     def __init__(
         self,
         asr: DeploymentHandle,
@@ -250,7 +250,9 @@ class VideoSummaryDeployment:
         self._llm = llm
         self._config = config
 
-    async def summarize(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None) -> VideoSummary:
+    async def summarize(
+        self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
+    ) -> VideoSummaryResult:
         options = parse_request(VideoSummaryOptions, options or {})
         return await summarize_video(self._asr, self._llm, self._config, media, options)
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from ray.serve import Application, Deployment
 
-from deployments.llm import LLMDeployment
+from deployments.llm import LLM
 from serve_app.config import AppConfig, parse_app_config
 from serve_app.ingress import Ingress
 
 
 def build_app(args: dict) -> Application:
     config = args if isinstance(args, AppConfig) else parse_app_config(args)
-    llm = bind_planned(LLMDeployment, config, config.llm, config.model_store, config.data_dir)
+    llm = bind_planned(LLM, config, config.llm, config.model_store, config.data_dir)
     # Handles by kind and served name (routes pick by the request's `model`), and by role.
     models: dict[str, dict[str, Application]] = {"llm": {config.llm.served_name: llm}}
     services: dict[str, Application] = {}
@@ -41,14 +41,14 @@ def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Applicatio
 
 def add_speech(config: AppConfig, llm: Application, models: dict, services: dict) -> None:
     """The ASR as a model (plus aliases such as OpenAI's whisper-1); the video summary as a service."""
-    from deployments.asr import ASRDeployment
+    from deployments.asr import ASR
 
-    asr = bind_planned(ASRDeployment, config, config.speech, config.model_store, config.data_dir)
+    asr = bind_planned(ASR, config, config.speech, config.model_store, config.data_dir)
     models["asr"] = {name: asr for name in (config.speech.served_name, *config.speech.aliases)}
     if config.video_summary is not None:
-        from pipelines.video_summary import VideoSummaryDeployment
+        from pipelines.video_summary import VideoSummary
 
-        services["video_summary"] = VideoSummaryDeployment.bind(asr, llm, config.video_summary)
+        services["video_summary"] = VideoSummary.bind(asr, llm, config.video_summary)
 
 
 def add_vision(config: AppConfig, llm: Application, models: dict, services: dict) -> None:
