@@ -14,14 +14,20 @@ STORE ?= models
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: serve test install models lock bench test-tools clean
+.PHONY: serve test test-fast install models lock bench test-tools clean
 
 serve: install models
 	$(PY) -m serve_app run $(CONFIG)
 
+# Everything (what CI runs): lint, unit, HTTP-layer, integration with a real Ray Serve, e2e over HTTP.
 test: install models test-tools
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
+
+# The inner loop: lint, unit and HTTP-layer tests; no Ray, no model loading beyond tokenizers.
+test-fast: install models
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests/unit tests/http -m "not slow and not cluster"
 
 install: $(INSTALLED)
 

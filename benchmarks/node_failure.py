@@ -3,6 +3,7 @@
     python benchmarks/node_failure.py                         # head + 2 GPU workers, prints the report
     python benchmarks/node_failure.py --json out.json --before-s 8 --after-s 8
     python benchmarks/node_failure.py --vision-replicas 1    # Detector and CLIP on one node only
+    python benchmarks/node_failure.py --vision-replicas 0    # the LLM alone (what the test runs)
 
 The cluster is built in this process with `ray.cluster_utils.Cluster` (every node a set of Ray
 processes on this machine, each with its own declared resources):
@@ -117,8 +118,9 @@ def _args() -> argparse.Namespace:
         "--vision-replicas",
         type=int,
         default=2,
-        choices=(1, 2),
-        help="Detector and CLIP replicas; with 1, requests queue while the lost one is rebuilt",
+        choices=(0, 1, 2),
+        help="Detector and CLIP replicas; with 1, requests queue while the lost one is rebuilt; "
+        "with 0 neither is deployed (the LLM alone: one replica to rebuild, a quicker run)",
     )
     parser.add_argument("--request-timeout-s", type=float, default=30)
     parser.add_argument("--json", help="write the report here too")
@@ -181,23 +183,24 @@ def _add_gpu_worker(cluster):
 
 
 def _slim(app: dict, vision_replicas: int) -> None:
-    """local.yaml with only the LLM, Detector and CLIP, GPU fractions, the Ingress pinned to the head."""
+    """local.yaml with only the LLM, Detector and CLIP (or the LLM alone), GPU fractions, the Ingress on the head."""
     args = app["args"]
     for key in ("speech", "video_summary"):
         args.pop(key, None)
-    vision = args["vision"]
-    app["args"]["vision"] = {
-        "max_image_bytes": vision["max_image_bytes"],
-        "max_image_pixels": vision["max_image_pixels"],
-        "detector": vision["detector"],
-        "clip": vision["clip"],
-    }
+    vision = args.pop("vision")
+    if vision_replicas:
+        args["vision"] = {
+            "max_image_bytes": vision["max_image_bytes"],
+            "max_image_pixels": vision["max_image_pixels"],
+            "detector": vision["detector"],
+            "clip": vision["clip"],
+        }
     kept = []
     for deployment in app["deployments"]:
         name = deployment["name"]
         if name == "Ingress":
             deployment["ray_actor_options"] = {"num_cpus": 0.25, "resources": {INGRESS_RESOURCE: 0.01}}
-        elif name in GPU_FRACTIONS:
+        elif name == "LLM" or (name in GPU_FRACTIONS and vision_replicas):
             deployment["ray_actor_options"] = {"num_cpus": 0.25, "num_gpus": GPU_FRACTIONS[name]}
             deployment["num_replicas"] = 2 if name == "LLM" else vision_replicas
         else:
@@ -287,21 +290,21 @@ def _wait_recovered(base_url: str, targets: dict, lost_node: str, load: Load, ti
 class Load:
     """Client threads, each sending one kind of request back to back until stopped."""
 
-    KINDS = ("chat", "detection", "embedding")
-
     def __init__(self, base_url: str, app_args: dict, clients: int, timeout_s: float):
         self._base_url = base_url
         self._timeout_s = timeout_s
         self._llm = app_args["llm"]["served_name"]
-        self._detector = app_args["vision"]["detector"]["served_name"]
-        self._clip = app_args["vision"]["clip"]["served_name"]
+        vision = app_args.get("vision")
+        self._detector = vision["detector"]["served_name"] if vision else None
+        self._clip = vision["clip"]["served_name"] if vision else None
+        kinds = ("chat", "detection", "embedding") if vision else ("chat",)
         self._image = png()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._outcomes: list[Outcome] = []
         self._t0 = time.monotonic()
         self._threads = [
-            threading.Thread(target=self._client, args=(self.KINDS[i % len(self.KINDS)],), daemon=True)
+            threading.Thread(target=self._client, args=(kinds[i % len(kinds)],), daemon=True)
             for i in range(clients)
         ]
 

@@ -29,6 +29,63 @@ def long_story(max_tokens: int) -> dict:
     }
 
 
+class SessionServe:
+    """The session's Ray and Serve, and configs/local.yaml on them as the `default` app.
+
+    The app takes a minute or more to load on 2 cores. It is submitted as soon as collection shows
+    a test needs it, and loads while the unit and HTTP tests (collected first) run; `local_app`
+    then only waits for it. A run of unit tests alone never starts Ray.
+    """
+
+    def __init__(self) -> None:
+        self.base_url: str | None = None
+        self.app_submitted = False
+
+    def start(self) -> str:
+        if self.base_url is None:
+            import ray
+
+            from serve_app.tiny_models import build_all
+
+            build_all(serve_harness.REPO / "models")
+            # 20 logical CPUs: prod.yaml's plan (15 CPUs at min_replicas) must schedule next to
+            # local.yaml's; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
+            # address="local": always a fresh instance, never a cluster `ray start` (or a multi-node
+            # test's simulated cluster) left in /tmp/ray/ray_current_cluster, which ray.init() would join.
+            ray.init(address="local", num_cpus=20, num_gpus=1, include_dashboard=False, namespace="serve")
+            port = free_port()
+            serve_harness.start_serve(port)
+            self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    def submit_app(self) -> None:
+        if not self.app_submitted:
+            self.start()
+            serve_harness.submit_apps([serve_harness.application("local.yaml")])
+            self.app_submitted = True
+
+    def stop(self) -> None:
+        if self.base_url is not None:
+            import ray
+            from ray import serve
+
+            serve.shutdown()
+            ray.shutdown()
+            self.base_url = None
+
+
+SESSION = SessionServe()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("local_app" in item.fixturenames for item in session.items):
+        SESSION.submit_app()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    SESSION.stop()
+
+
 @pytest.fixture(scope="session")
 def tiny_models() -> None:
     from serve_app.tiny_models import build_all
@@ -37,32 +94,16 @@ def tiny_models() -> None:
 
 
 @pytest.fixture(scope="session")
-def ray_session(tiny_models):
-    import ray
-    from ray import serve
-
-    # 20 logical CPUs: prod.yaml's plan (15 CPUs at min_replicas) must schedule next to
-    # local.yaml's; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
-    # address="local": always a fresh instance, never a cluster `ray start` (or a multi-node
-    # test's simulated cluster) left in /tmp/ray/ray_current_cluster, which ray.init() would join.
-    ray.init(address="local", num_cpus=20, num_gpus=1, include_dashboard=False, namespace="serve")
-    yield
-    serve.shutdown()
-    ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def serve_http(ray_session) -> str:
-    """Serve with its HTTP proxy on a free port, no app yet; yields the base URL."""
-    port = free_port()
-    serve_harness.start_serve(port)
-    return f"http://127.0.0.1:{port}"
+def serve_http() -> str:
+    """Serve with its HTTP proxy on a free port; yields the base URL."""
+    return SESSION.start()
 
 
 @pytest.fixture(scope="session")
 def local_app(serve_http) -> str:
     """configs/local.yaml deployed as the `default` app; yields the HTTP base URL."""
-    serve_harness.deploy_apps([serve_harness.application("local.yaml")])
+    SESSION.submit_app()
+    serve_harness.wait_running({"default"}, timeout_s=300)
     return serve_http
 
 

@@ -28,14 +28,54 @@ def start_serve(port: int) -> None:
     serve_api.serve_start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
 
 
-def deploy_apps(apps: list[dict], timeout_s: float = 300) -> None:
-    """Apply a declarative set of applications (apps not listed are deleted) and wait."""
+def submit_apps(apps: list[dict]) -> None:
+    """Apply a declarative set of applications (apps not listed are deleted), without waiting."""
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    schema = ServeDeploySchema.model_validate({"applications": apps})
-    _get_global_client().deploy_apps(schema)
-    wait_running({app["name"] for app in apps}, timeout_s)
+    _get_global_client().deploy_apps(ServeDeploySchema.model_validate({"applications": apps}))
+
+
+def deploy_apps(apps: list[dict], timeout_s: float = 300) -> None:
+    """Apply a declarative set of applications (apps not listed are deleted) and wait."""
+    submit_apps(apps)
+    deadline = time.monotonic() + timeout_s
+    _wait_applied(apps, timeout_s)
+    wait_running({app["name"] for app in apps}, max(deadline - time.monotonic(), 1.0))
+
+
+def _wait_applied(apps: list[dict], timeout_s: float) -> None:
+    """Until each running deployment's target is the options just sent.
+
+    A redeploy with the same code changes a running app in place, and until Serve's control loop
+    has taken the new options the app still reads RUNNING with the old ones: waiting for RUNNING
+    alone would return before the change.
+    """
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeInstanceDetails
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        details = ServeInstanceDetails(**_get_global_client().get_serve_details())
+        pending = [
+            f"{app['name']}/{options['name']}"
+            for app in apps
+            if app["name"] in details.applications
+            for options in app.get("deployments", [])
+            if (live := details.applications[app["name"]].deployments.get(options["name"])) is not None
+            and not _contains(live.deployment_config.model_dump(mode="json"), options)
+        ]
+        if not pending:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"Serve did not take the new options within {timeout_s}s: {pending}")
+
+
+def _contains(live: object, wanted: object) -> bool:
+    # Keys Serve does not report back (deprecated ones) cannot be compared: they do not hold the wait.
+    if isinstance(wanted, dict):
+        return isinstance(live, dict) and all(k not in live or _contains(live[k], v) for k, v in wanted.items())
+    return live == wanted
 
 
 def deploy_beside(app: dict, timeout_s: float = 300) -> None:
@@ -66,6 +106,21 @@ def beside(app: dict, timeout_s: float = 300) -> Iterator[dict]:
         yield app
     finally:
         serve.delete(app["name"])
+
+
+@contextmanager
+def reconfigured(edit: Callable[[dict], None], timeout_s: float = 300) -> Iterator[dict]:
+    """The session's `default` app (configs/local.yaml) redeployed with `edit` for the block, then restored.
+
+    Serve changes queue limits, back-pressure and health-check options in place, without restarting
+    replicas; an edit of `ray_actor_options` or `args` restarts the deployments it touches, and only those.
+    Either way no test pays for a copy of the app.
+    """
+    deploy_beside(application("local.yaml", edit=edit), timeout_s)
+    try:
+        yield
+    finally:
+        deploy_beside(application("local.yaml"), timeout_s)
 
 
 def wait_running(names: set[str], timeout_s: float) -> None:
@@ -119,15 +174,18 @@ def _own_qdrant(app: dict, path: Path) -> None:
         qdrant["path"] = str(path)
 
 
-def config_copy(config: str | Path, workdir: Path) -> Path:
+def config_copy(config: str | Path, workdir: Path, edit: Callable[[dict], None] | None = None) -> Path:
     """A config file (a path, or a name under configs/) with its embedded Qdrant moved into `workdir`.
 
-    For a second Serve beside the test app or a `make serve` (which holds data/qdrant).
+    For a second Serve beside the test app or a `make serve` (which holds data/qdrant). `edit`
+    changes each application as `application(edit=...)` does.
     """
     path = next(p for p in (Path(config), REPO / config, REPO / "configs" / config) if p.is_file())
     loaded = yaml.safe_load(path.read_text())
     for app in loaded["applications"]:
         _own_qdrant(app, Path(workdir) / f"qdrant-{app['name']}")
+        if edit:
+            edit(app)
     copy_path = Path(workdir) / f"copy-{path.name}"
     copy_path.write_text(yaml.safe_dump(loaded))
     return copy_path

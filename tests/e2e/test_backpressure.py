@@ -1,7 +1,8 @@
 """Back-pressure over HTTP: a saturated deployment answers 429/503 with Retry-After, never a hang or a 500.
 
-A small app of its own (Ingress + LLM from local.yaml) under /backpressure, with the LLM allowed
-one request at a time and one waiting: every further request is refused at once.
+The session app, its LLM allowed one request at a time and one waiting for this module (Serve
+changes queue limits in place, without restarting a replica): every further request is refused
+at once. The app is restored after.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import pytest
 from tests import serve_harness
 from tests.conftest import LOCAL_MODEL, long_story
 
-APP = "backpressure"
-PREFIX = f"/{APP}"
+pytestmark = pytest.mark.slow
+
 LLM_RETRY_AFTER = 2
 INGRESS_RETRY_AFTER = 3
 
@@ -27,7 +28,6 @@ SHORT = {"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "hi"}], 
 
 
 def _one_at_a_time(app: dict) -> None:
-    serve_harness.llm_only(app)
     serve_harness.deployment_options(app, "LLM").update(
         max_ongoing_requests=1,
         max_queued_requests=1,
@@ -37,10 +37,9 @@ def _one_at_a_time(app: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def base_url(serve_http):
-    app = serve_harness.application("local.yaml", name=APP, route_prefix=PREFIX, edit=_one_at_a_time)
-    with serve_harness.beside(app):
-        yield f"{serve_http}{PREFIX}"
+def base_url(local_app):
+    with serve_harness.reconfigured(_one_at_a_time):
+        yield local_app
 
 
 async def _chat(client: httpx.AsyncClient, stream: bool) -> tuple[int, dict[str, str], str]:
@@ -117,9 +116,8 @@ def _ingress_one_at_a_time(app: dict) -> None:
 
 
 async def test_saturated_ingress_is_refused_by_serves_proxy_with_503_and_retry_after(base_url):
-    # Last in this module: it reconfigures the app (Serve applies queue limits without restarting replicas).
-    app = serve_harness.application("local.yaml", name=APP, route_prefix=PREFIX, edit=_ingress_one_at_a_time)
-    serve_harness.deploy_beside(app)
+    # Last in this module: it narrows the Ingress too (in place; the module's fixture restores both).
+    serve_harness.deploy_beside(serve_harness.application("local.yaml", edit=_ingress_one_at_a_time))
     async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
         replies = await asyncio.gather(*(_chat(client, stream=True) for _ in range(8)))
         statuses = sorted(status for status, _, _ in replies)

@@ -1,7 +1,9 @@
 """The user's command: `python -m serve_app run configs/local.yaml` (what `make serve` runs).
 
-Runs in its own process with its own Ray, like a user's terminal; only the HTTP
-port differs from configs/local.yaml so it cannot collide with a running server.
+Runs in its own process with its own Ray, like a user's terminal. The HTTP port differs from
+configs/local.yaml so it cannot collide with a running server, and only the Ingress and the LLM are
+started: the command is what is under test here; the whole of local.yaml is the session app, deployed
+from the same file by Serve's own schema, and a unit test checks that it fits a 2-core machine's Ray.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from serve_app.launch import free_port, spawn
 from tests import serve_harness
 from tests.conftest import LOCAL_MODEL
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_models):
@@ -25,8 +29,7 @@ def served(tmp_path_factory, tiny_models):
     log = workdir / "serve.log"
     started = time.monotonic()
     with open(log, "w") as out:
-        # local.yaml as written, but its embedded Qdrant in workdir: the session's app holds data/qdrant.
-        config = serve_harness.config_copy("local.yaml", workdir)
+        config = serve_harness.config_copy("local.yaml", workdir, edit=serve_harness.llm_only)
         proc = spawn(config, port=port, cwd=serve_harness.REPO, workdir=workdir, stdout=out)
     try:
         _wait_for_line(proc, log, "READY", timeout_s=300)

@@ -1,17 +1,35 @@
-"""Knowledge-base items and their ids survive a restart of the app (embedded Qdrant under the data dir)."""
+"""Knowledge-base items and their ids survive a restart of the store (embedded Qdrant under the data dir).
+
+The VectorStore is the one process that owns the directory: its replica is replaced by a new one
+(a changed ray_actor_options restarts that deployment alone), which closes Qdrant and reopens it.
+"""
 
 from __future__ import annotations
 
 import uuid
 
 import httpx
-from ray import serve
+import pytest
+import ray
 
 from tests import serve_harness
 from tests.images import b64, png
 
+pytestmark = pytest.mark.slow
 
-def test_items_survive_an_app_restart(local_app):
+
+def _restart_the_store(app: dict) -> None:
+    options = serve_harness.deployment_options(app, "VectorStore")["ray_actor_options"]
+    options["num_cpus"] = options["num_cpus"] + 0.01
+
+
+def _store_replica() -> str:
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "default#VectorStore#" in a["name"]]
+    assert len(names) == 1, names
+    return names[0]
+
+
+def test_items_survive_a_restart_of_the_store(local_app):
     name = f"persist-{uuid.uuid4().hex[:8]}"
     items = [
         {"id": "note-1", "text": "the quarterly budget is due on Friday", "metadata": {"n": 1}},
@@ -24,13 +42,19 @@ def test_items_survive_an_app_restart(local_app):
         before = {i["id"]: i for i in http.get(f"/v1/collections/{name}/items").json()["data"]}
     assert set(before) == {a["id"] for a in added} and "note-1" in before
 
-    # A real restart: the app and every replica go away (the VectorStore closes Qdrant), then come back.
-    serve.delete("default")
-    serve_harness.deploy_apps([serve_harness.application("local.yaml")])
-
+    before_replica = _store_replica()
+    with serve_harness.reconfigured(_restart_the_store):
+        assert _store_replica() != before_replica, "the VectorStore replica was not replaced"
+        _assert_kept(local_app, name, before)
+    # Restored, which replaces the replica once more.
+    _assert_kept(local_app, name, before)
     with httpx.Client(base_url=local_app, timeout=120) as http:
+        assert http.delete(f"/v1/collections/{name}").status_code == 200
+
+
+def _assert_kept(base_url: str, name: str, before: dict) -> None:
+    with httpx.Client(base_url=base_url, timeout=120) as http:
         after = {i["id"]: i for i in http.get(f"/v1/collections/{name}/items").json()["data"]}
         assert after == before
         hits = http.post(f"/v1/collections/{name}/search", json={"image": b64(png("circle", "blue"))}).json()
         assert hits["data"][0]["item"]["id"] == "img-1"
-        assert http.delete(f"/v1/collections/{name}").status_code == 200

@@ -1,7 +1,8 @@
 """Autoscaling proven on CPU: the LLM scales 1 -> 2 under concurrent streams and back to 1 when idle.
 
-Its own app (Ingress + LLM from local.yaml) with a low target and short delays; load goes through
-the app handle (Ingress -> LLM) and no request may fail, before, during or after either change.
+The session app's LLM is given a low target and short delays for the test (Serve reconfigures a
+running deployment's autoscaling in place) and restored after; load goes through the app handle
+(Ingress -> LLM) and no request may fail, before, during or after either change.
 The timeline (t, replicas running / target, requests in flight) is printed (`pytest -s`) and
 written to data/reports/autoscaling_timeline.txt.
 """
@@ -19,9 +20,9 @@ from tests.conftest import long_story
 
 # metrics_interval_s is deprecated in favour of environment variables, but still applied; silence its
 # warning, repeated on every status read.
-pytestmark = pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning")]
 
-APP = "autoscaling"
+APP = "default"  # the session app
 REPORT = serve_harness.REPO / "data" / "reports" / "autoscaling_timeline.txt"
 AUTOSCALING = {
     "min_replicas": 1,
@@ -40,17 +41,14 @@ STREAM = long_story(200)  # every stream runs to max_tokens
 
 
 def _autoscaled(app: dict) -> None:
-    serve_harness.llm_only(app)
     llm = serve_harness.deployment_options(app, "LLM")
     llm.pop("num_replicas", None)
     llm.update(autoscaling_config=AUTOSCALING, max_ongoing_requests=IN_FLIGHT)
-    # One torch thread: the load must leave a core for the new replica to start on.
-    app["args"]["llm"]["cpu_threads"] = 1
 
 
 @pytest.fixture(scope="module")
-def autoscaled_app(serve_http):
-    with serve_harness.beside(serve_harness.application("local.yaml", name=APP, edit=_autoscaled)):
+def autoscaled_app(local_app):
+    with serve_harness.reconfigured(_autoscaled):
         yield APP
 
 

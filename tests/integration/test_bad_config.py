@@ -7,6 +7,8 @@ import pytest
 
 from tests import serve_harness
 
+pytestmark = pytest.mark.slow
+
 
 def _typo(app: dict) -> None:
     app["args"]["llm"]["enginee"] = app["args"]["llm"].pop("engine")

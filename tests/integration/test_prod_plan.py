@@ -12,6 +12,8 @@ from ray import serve
 from tests import serve_harness
 from tests.conftest import LOCAL_MODEL
 
+pytestmark = pytest.mark.slow
+
 APP = "prod-plan"
 
 

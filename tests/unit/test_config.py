@@ -129,3 +129,35 @@ def test_every_bad_field_is_named_in_one_error():
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_local_yaml_fits_the_ray_of_a_two_core_machine():
+    # `make serve` starts Ray with the host's cores as its CPUs: every deployment the builder makes
+    # must be listed with its logical CPUs (Serve's default is 1 each), and all must fit in 2.
+    from serve_app.app import build_app
+
+    (app,) = yaml.safe_load((CONFIGS / "local.yaml").read_text())["applications"]
+    listed = {d["name"]: d["ray_actor_options"]["num_cpus"] for d in app["deployments"]}
+    built = _deployment_names(build_app(app["args"]))
+    assert built == set(listed), f"built {sorted(built)}, listed {sorted(listed)}"
+    assert sum(listed.values()) <= 2
+
+
+def _deployment_names(application) -> set[str]:
+    """Every deployment in a bound application graph (the ingress and what its arguments bind)."""
+    from ray.serve import Application
+
+    names, todo = set(), [application]
+    while todo:
+        node = todo.pop()
+        names.add(node._bound_deployment.name)
+        args = [*node._bound_deployment.init_args, *node._bound_deployment.init_kwargs.values()]
+        while args:
+            value = args.pop()
+            if isinstance(value, Application):
+                todo.append(value)
+            elif isinstance(value, dict | list | tuple):
+                args.extend(value.values() if isinstance(value, dict) else value)
+            elif hasattr(value, "__dataclass_fields__"):
+                args.extend(getattr(value, f) for f in value.__dataclass_fields__)
+    return names
