@@ -202,6 +202,7 @@ def _slim(app: dict, vision_replicas: int) -> None:
             deployment["ray_actor_options"] = {"num_cpus": 0.25, "resources": {INGRESS_RESOURCE: 0.01}}
         elif name == "LLM" or (name in GPU_FRACTIONS and vision_replicas):
             deployment["ray_actor_options"] = {"num_cpus": 0.25, "num_gpus": GPU_FRACTIONS[name]}
+            deployment.pop("autoscaling_config", None)  # a fixed count: the test spreads exactly two
             deployment["num_replicas"] = 2 if name == "LLM" else vision_replicas
         else:
             continue
