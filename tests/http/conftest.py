@@ -70,7 +70,12 @@ def _serve_refusal_as_plain_text(_request, exc: Exception) -> PlainTextResponse:
 
 @pytest.fixture(autouse=True)
 def no_ray(monkeypatch) -> Iterator[None]:
-    """Whatever a route reaches for, it is not a Ray cluster."""
+    """Whatever a route reaches for, it is not a Ray cluster.
+
+    In a full run the session's Ray is already up (tests/conftest.py starts it during collection
+    so the session app loads meanwhile): these tests must neither start one nor use it.
+    """
+    ray_before = ray.is_initialized()
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("tests/http must not start Ray")
@@ -79,8 +84,10 @@ def no_ray(monkeypatch) -> Iterator[None]:
     monkeypatch.setattr(ray._private.worker, "init", refuse)
     monkeypatch.setattr(serve, "get_replica_context", _serving.get)
     monkeypatch.setattr(serve, "status", lambda: _serving.get().status)
+    for name in ("get_app_handle", "get_deployment_handle"):
+        monkeypatch.setattr(serve, name, refuse)
     yield
-    assert not ray.is_initialized()
+    assert ray.is_initialized() == ray_before
 
 
 @pytest.fixture()
