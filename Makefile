@@ -44,11 +44,14 @@ $(INSTALLED): pyproject.toml requirements.lock | $(UV)
 
 # Speech tests synthesise voice with espeak-ng when it is there (else an amplitude-modulated
 # tone): install it when we can (root + apt), never fail the build when we cannot.
+# The metrics tests need a real Prometheus (promtool checks the shipped rules): Debian's package,
+# installed the same way; without it those tests fail and say how to install it.
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 test-tools:
-	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		(apt-get install -y -qq espeak-ng >/dev/null 2>&1 || \
-		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq espeak-ng >/dev/null 2>&1)); } || \
-		echo "espeak-ng not installed: speech tests use a modulated tone instead"
+	@command -v espeak-ng >/dev/null && command -v prometheus >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		command -v apt-get >/dev/null && ($(APT_GET) espeak-ng prometheus >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && $(APT_GET) espeak-ng prometheus >/dev/null 2>&1)); } || \
+		echo "espeak-ng or prometheus not installed (apt-get install espeak-ng prometheus, as root)"
 
 # Idempotent: verifies what is in the store and builds only what is missing or bad.
 models: install

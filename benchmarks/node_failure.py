@@ -369,7 +369,8 @@ def _summarise(outcomes: list[Outcome], removal_started: float, recovered: float
         "failures": dict(Counter(str(o.status) if o.status is not None else o.error for o in failed)),
         "by_phase": {p: dict(c) for p, c in by_phase.items()},
         "by_kind": {
-            k: dict(Counter("ok" if o.status == 200 else "failed" for o in outcomes if o.kind == k)) for k in Load.KINDS
+            k: dict(Counter("ok" if o.status == 200 else "failed" for o in outcomes if o.kind == k))
+            for k in sorted({o.kind for o in outcomes})
         },
         "max_latency_s": round(max((o.ended - o.started for o in outcomes), default=0), 2),
         "failed_requests": [asdict(o) for o in failed],
