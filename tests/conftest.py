@@ -40,14 +40,20 @@ class SessionServe:
     def __init__(self) -> None:
         self.base_url: str | None = None
         self.app_submitted = False
+        self.models_built = False
+
+    def build_models(self) -> None:
+        if not self.models_built:
+            from serve_app.tiny_models import build_all
+
+            build_all(serve_harness.REPO / "models")
+            self.models_built = True
 
     def start(self) -> str:
         if self.base_url is None:
             import ray
 
-            from serve_app.tiny_models import build_all
-
-            build_all(serve_harness.REPO / "models")
+            self.build_models()
             # 20 logical CPUs: prod.yaml's plan (15 CPUs at min_replicas) must schedule next to
             # local.yaml's; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
             # address="local": always a fresh instance, never a cluster `ray start` (or a multi-node
@@ -75,22 +81,33 @@ class SessionServe:
 
 
 SESSION = SessionServe()
+# What a test module's `start_early()` returned, by module name: work in processes of their own
+# (a simulated cluster) that runs beside the in-process suite and is collected by the module's fixture.
+EARLY_STARTED: dict[str, object] = {}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
     if any("local_app" in item.fixturenames for item in session.items):
         SESSION.submit_app()
+    early = {item.module for item in session.items if hasattr(getattr(item, "module", None), "start_early")}
+    if early:
+        SESSION.build_models()
+    for module in sorted(early, key=lambda m: m.__name__):
+        EARLY_STARTED[module.__name__] = module.start_early()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    # A run cut short (-x, Ctrl-C, a deselected module) leaves early work nobody collected.
+    for leftover in EARLY_STARTED.values():
+        leftover.stop()
     SESSION.stop()
 
 
 @pytest.fixture(scope="session")
 def tiny_models() -> None:
-    from serve_app.tiny_models import build_all
-
-    build_all(serve_harness.REPO / "models")
+    SESSION.build_models()
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,14 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from tests import serve_harness
+from tests.conftest import EARLY_STARTED
 
 GPU_DEPLOYMENTS = {"LLM", "Detector", "ClipEmbedder"}
 RECOVERY_BOUND_S = 300  # generous: the rebuild took 110-169 s on a 2-core machine shared with other Ray runs
@@ -27,28 +30,54 @@ RECOVERY_BOUND_S = 300  # generous: the rebuild took 110-169 s on a 2-core machi
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1000)]
 
 
+class NodeFailureRun:
+    """benchmarks/node_failure.py in a child process, its output in a file (a pipe nobody reads would fill)."""
+
+    def __init__(self) -> None:
+        workdir = Path(tempfile.mkdtemp(prefix="multinode-"))
+        self.report_path = workdir / "report.json"
+        self.output_path = workdir / "output.txt"
+        command = [
+            sys.executable,
+            str(serve_harness.REPO / "benchmarks" / "node_failure.py"),
+            *("--before-s", "5", "--after-s", "5", "--clients", "4", "--vision-replicas", "0"),
+            *("--recovery-timeout-s", str(RECOVERY_BOUND_S), "--request-timeout-s", "30"),
+            *("--json", str(self.report_path)),
+        ]
+        with open(self.output_path, "w") as output:
+            self.proc = subprocess.Popen(command, cwd=serve_harness.REPO, stdout=output, stderr=subprocess.STDOUT)
+
+    def report(self, timeout_s: float) -> dict:
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            # SIGTERM lets the script tear its cluster down (it turns it into KeyboardInterrupt).
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=90)
+            pytest.fail(f"node_failure.py ran past {timeout_s}s:\n{self._output_tail()}")
+        assert self.proc.returncode == 0, self._output_tail()
+        return json.loads(self.report_path.read_text())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=90)
+
+    def _output_tail(self) -> str:
+        return self.output_path.read_text()[-4000:]
+
+
+def start_early() -> NodeFailureRun:
+    """Called by tests/conftest.py at collection: the cluster, a process of its own, runs while the
+    rest of the suite does (much of its time is spent waiting: for the node's death to be noticed,
+    for the load phases), instead of after it."""
+    return NodeFailureRun()
+
+
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, tiny_models) -> dict:
-    out = tmp_path_factory.mktemp("multinode") / "report.json"
-    command = [
-        sys.executable,
-        str(serve_harness.REPO / "benchmarks" / "node_failure.py"),
-        *("--before-s", "5", "--after-s", "5", "--clients", "4", "--vision-replicas", "0"),
-        *("--recovery-timeout-s", str(RECOVERY_BOUND_S), "--request-timeout-s", "30"),
-        *("--json", str(out)),
-    ]
-    proc = subprocess.Popen(
-        command, cwd=serve_harness.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        output, _ = proc.communicate(timeout=900)
-    except subprocess.TimeoutExpired:
-        # SIGTERM lets the script tear its cluster down (it turns it into KeyboardInterrupt).
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=90)
-        pytest.fail(f"node_failure.py ran past 900s:\n{output[-4000:]}")
-    assert proc.returncode == 0, output[-4000:]
-    return json.loads(out.read_text())
+def report(tiny_models) -> dict:
+    run = EARLY_STARTED.pop(__name__, None) or start_early()
+    return run.report(timeout_s=900)
 
 
 def _gpu_nodes(report: dict) -> set[str]:
