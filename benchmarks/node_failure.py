@@ -79,6 +79,9 @@ def main() -> None:
     args = _args()
     _stop_on_signals()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Three proxies start at once on a 2-core host that is busy (the test suite runs this beside its
+    # own app): Serve's 5 s proxy readiness check would declare them dead before they bind their port.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
     # Cluster writes its address to <ray temp dir>/ray_current_cluster, where any plain `ray.init()` on this
     # machine (another test session, `make serve`) would find it and join this cluster instead of starting
     # its own: a private temp dir keeps the cluster, its sessions and that file to this run.
