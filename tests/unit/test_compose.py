@@ -1,4 +1,5 @@
-"""deploy/compose.yaml: the app on one GPU host beside a Qdrant server, checked against prod.yaml and the image."""
+"""deploy/compose.yaml: the app on one GPU host beside a Qdrant server, Prometheus and Grafana, checked against
+prod.yaml, the image and the files under deploy/prometheus and deploy/grafana it mounts."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 from pathlib import Path
 
 import yaml
+
+from serve_app.kuberay import METRICS_PORT
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())
@@ -26,10 +29,13 @@ def _volume_targets(service: dict) -> dict[str, str]:
     return found
 
 
-def test_two_services_the_app_waits_for_a_healthy_qdrant():
+def test_the_app_waits_for_a_healthy_qdrant_and_monitoring_does_not_wait_for_the_app():
     services = COMPOSE["services"]
-    assert set(services) == {"app", "qdrant"}
+    assert set(services) == {"app", "qdrant", "prometheus", "grafana"}
     assert services["app"]["depends_on"] == {"qdrant": {"condition": "service_healthy"}}
+    # Prometheus must keep running (and alerting) while the app is down or starting.
+    assert "depends_on" not in services["prometheus"]
+    assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
 
 
 def test_qdrant_image_is_pinned_to_the_client_line():
@@ -78,3 +84,61 @@ def test_stop_grace_outlasts_every_graceful_shutdown():
     grace = int(COMPOSE["services"]["app"]["stop_grace_period"].removesuffix("s"))
     longest = max(d.get("graceful_shutdown_timeout_s", 20) for d in PROD["applications"][0]["deployments"])
     assert grace > longest
+
+
+# -- Prometheus and Grafana ------------------------------------------------------------------------------------
+
+
+def _mounted(service: str, target: str) -> Path:
+    """The repository path compose mounts at `target` (read-only) in `service`."""
+    source = _volume_targets(COMPOSE["services"][service])[target]
+    assert source.endswith(":ro"), f"{service} should mount {target} read-only"
+    path = (REPO / "deploy" / source.removesuffix(":ro")).resolve()
+    assert path.exists(), f"{service} mounts {path}, which does not exist"
+    return path
+
+
+def test_the_app_exposes_its_metrics_port_to_prometheus_only():
+    app = COMPOSE["services"]["app"]
+    assert app["expose"] == [str(METRICS_PORT)]
+    assert not any(str(METRICS_PORT) in str(p) for p in app["ports"])  # on the compose network, not the host
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
+    assert targets == [f"app:{METRICS_PORT}"]
+
+
+def test_prometheus_runs_the_shipped_config_and_rules():
+    prometheus = COMPOSE["services"]["prometheus"]
+    assert _mounted("prometheus", "/etc/prometheus") == REPO / "deploy" / "prometheus"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert "prometheus-data" in COMPOSE["volumes"]
+    assert _volume_targets(prometheus)["/prometheus"] == "prometheus-data"
+
+
+def test_grafana_provisions_the_datasource_and_both_dashboard_folders_from_the_repo():
+    provisioning = _mounted("grafana", "/etc/grafana/provisioning")
+    assert provisioning == REPO / "deploy" / "grafana" / "provisioning"
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert datasource["type"] == "prometheus" and datasource["isDefault"] is True
+    assert datasource["url"] == "http://prometheus:9090"  # the compose service
+    providers = yaml.safe_load((provisioning / "dashboards" / "dashboards.yml").read_text())["providers"]
+    mounts = _volume_targets(COMPOSE["services"]["grafana"])
+    for provider in providers:
+        folder = provider["options"]["path"]
+        # Each provider's folder is mounted from the repo: a directory, or the one dashboard file inside it.
+        inside = [target for target in mounts if target == folder or target.startswith(folder + "/")]
+        assert inside, f"nothing mounted at {folder}"
+        for target in inside:
+            source = _mounted("grafana", target)
+            assert source.suffix == ".json" if source.is_file() else any(source.glob("*.json")), target
+    assert _mounted("grafana", "/etc/grafana/dashboards/ray") == REPO / "deploy" / "grafana" / "ray"
+    home = COMPOSE["services"]["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert _mounted("grafana", home) == REPO / "deploy" / "grafana" / "multimodel-serve.json"
+
+
+def test_monitoring_images_are_pinned_and_published_on_loopback_only():
+    for name in ("prometheus", "grafana"):
+        service = COMPOSE["services"][name]
+        assert re.fullmatch(r"[a-z/]+:v?\d+\.\d+\.\d+", service["image"]), service["image"]
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"]), name
+        assert service["healthcheck"]["test"][0] == "CMD"

@@ -1,4 +1,4 @@
-"""deploy/kuberay/rayservice.yaml: generated from configs/prod.yaml, and kept in step with it."""
+"""deploy/kuberay/rayservice.yaml and podmonitors.yaml: generated from configs/prod.yaml, and kept in step with it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from serve_app.__main__ import main
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "deploy" / "kuberay" / "rayservice.yaml"
+PODMONITORS = REPO / "deploy" / "kuberay" / "podmonitors.yaml"
 PROD = REPO / "configs" / "prod.yaml"
 
 
@@ -50,6 +51,18 @@ def test_committed_manifest_matches_prod_yaml(monkeypatch):
     assert committed == kuberay.render(args), (
         f"{MANIFEST.relative_to(REPO)} is out of date with {args.config}; regenerate it with:\n"
         f"  {kuberay.command_line(args)}"
+    )
+
+
+def test_committed_podmonitors_come_from_the_same_command(monkeypatch):
+    argv = _recorded_command(MANIFEST.read_text())
+    monkeypatch.chdir(REPO)
+    args = _parse(argv)
+    assert args.podmonitors is not None and args.podmonitors.resolve() == PODMONITORS
+    committed = PODMONITORS.read_text()
+    assert _recorded_command(committed) == argv
+    assert committed == kuberay.render_podmonitors(args), (
+        f"{PODMONITORS.relative_to(REPO)} is out of date; regenerate it with:\n  {kuberay.command_line(args)}"
     )
 
 
@@ -156,3 +169,43 @@ def test_drift_is_caught(tmp_path, monkeypatch):
     changed["applications"][0]["deployments"][0]["max_ongoing_requests"] = 1
     config.write_text(yaml.safe_dump(changed))
     assert kuberay.render(args) != before
+
+
+def test_every_ray_pod_exports_metrics_on_the_one_fixed_port():
+    for group in _pods(_manifest(PROD)):
+        assert group["rayStartParams"]["metrics-export-port"] == str(kuberay.METRICS_PORT)
+        (container,) = group["template"]["spec"]["containers"]
+        # KubeRay (and the PodMonitors) find the exporter by the port name `metrics`.
+        assert {"name": "metrics", "containerPort": kuberay.METRICS_PORT} in container["ports"]
+    head, _worker = _pods(_manifest(PROD))
+    assert head["rayStartParams"]["num-gpus"] == "0"  # the metrics parameter is added, nothing replaced
+
+
+def test_podmonitors_select_this_rayservices_head_and_workers(tmp_path):
+    args = _parse([str(PROD), "--image", "img:1", "--name", "llm-prod", "--prometheus-release", "kps"])
+    head, worker = _pods(yaml.safe_load(kuberay.render(args)))
+    monitors = list(yaml.safe_load_all(kuberay.render_podmonitors(args)))
+    assert [m["kind"] for m in monitors] == ["PodMonitor", "PodMonitor"]
+    assert all(m["apiVersion"] == "monitoring.coreos.com/v1" for m in monitors)
+    for monitor, group, node_type in zip(monitors, (head, worker), ("head", "worker"), strict=True):
+        assert monitor["metadata"]["labels"] == {"release": "kps"}
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        # KubeRay labels each pod with its node type; the instance label comes from the pod template.
+        assert selector == {**group["template"]["metadata"]["labels"], "ray.io/node-type": node_type}
+        assert selector["app.kubernetes.io/instance"] == "llm-prod"
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        assert endpoint["port"] == "metrics"
+        assert {"targetLabel": "job", "replacement": kuberay.SCRAPE_JOB} in endpoint["relabelings"]
+        assert any(r.get("targetLabel") == "ray_io_cluster" for r in endpoint["relabelings"])
+
+
+def test_podmonitors_are_optional(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "rs.yaml"
+    assert main(["kuberay", "configs/prod.yaml", "--image", "x", "-o", str(out)]) == 0
+    assert "--podmonitors" not in out.read_text().splitlines()[0]
+    assert list(tmp_path.iterdir()) == [out]
+    monitors = tmp_path / "pm.yaml"
+    assert main(["kuberay", "configs/prod.yaml", "--image", "x", "-o", str(out), "--podmonitors", str(monitors)]) == 0
+    assert f"wrote {monitors}" in capsys.readouterr().out
+    assert _recorded_command(monitors.read_text()) == _recorded_command(out.read_text())
