@@ -23,6 +23,7 @@ import numpy as np
 from ray import serve
 
 from deployments.base import ModelDeployment
+from serve_app import metrics
 from serve_app.config import SpeechConfig
 from serve_app.errors import InvalidRequest, NotFound, parse_request
 from serve_app.gpu_plan import GPUClaim
@@ -124,7 +125,8 @@ class ASR(ModelDeployment):
             self._diarizer = DiarizationPipeline(model_name=str(ref.path), device=self.device)
         self._lock = threading.Lock()
         self._names = {speech.served_name, *speech.aliases}
-        self._log_loaded(
+        self._tags = {"model": speech.served_name}
+        self._announce_loaded(
             f"{compute_type}, aligners for {sorted(self._aligners) or 'none'}, "
             f"diarization {'on' if self._diarizer else 'off'}"
         )
@@ -167,6 +169,9 @@ class ASR(ModelDeployment):
         transcript = self._run_whisperx(audio, options)
         transcript.timings.decode = decoded - started
         transcript.timings.total = time.perf_counter() - started
+        if transcript.duration > 0:
+            metrics.ASR_AUDIO_SECONDS.inc(transcript.duration, self._tags)
+            metrics.ASR_RTF.observe(transcript.timings.total / transcript.duration, self._tags)
         return transcript
 
     def _subtitles(self, segments: list[TranscriptionSegment], duration: float, kind: str | None) -> str | None:

@@ -9,6 +9,7 @@
                              model_store=model_store, model=config.model, version=config.version)
             from ultralytics import YOLO  # only now, with the offline runtime in place
             self._model = YOLO(str(self.model_path / "model.pt"))
+            self._announce_loaded()
 
 The order matters:
 1. the offline runtime, because torch, transformers, ultralytics and whisperx read its
@@ -19,7 +20,9 @@ The order matters:
    named rather than deep inside a loader;
 4. the device.
 Subclasses import their heavy libraries only after `super().__init__`, and never at module
-level: the ingress and the unit tests import these modules without paying for them.
+level: the ingress and the unit tests import these modules without paying for them. They end
+their `__init__` with `self._announce_loaded()`: the log line, `mms_model_info` and, on a GPU,
+the memory gauges (deployments/gpu_memory.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from deployments.gpu_budget import claim_gpu
+from deployments.gpu_memory import start_gpu_memory_reporting
+from serve_app import metrics
 from serve_app.gpu_plan import GPUClaim
 from serve_app.model_store import ModelRef, verify
 from serve_app.protocol import ModelCard
@@ -72,6 +77,7 @@ class ModelDeployment:
         configure_offline_runtime(data_dir)
         # cap_torch=False where the memory is held by another process (vLLM's engine core), not this one's torch.
         self.gpu_share = claim_gpu(gpu, cap_torch=cap_torch)
+        self._gpu_claim = gpu
         self.served_name = served_name
         self._model_store = model_store
         self.ref: ModelRef | None = None
@@ -95,7 +101,17 @@ class ModelDeployment:
     def card(self, **extra) -> ModelCard:
         return ModelCard(id=self.served_name, kind=self.kind, engine=self.engine_name, version=self.version, **extra)
 
-    def _log_loaded(self, details: str = "") -> None:
+    def _announce_loaded(self, details: str = "") -> None:
+        """The model is loaded: say so in the log and in `mms_model_info`, and start the GPU memory gauges."""
+        info = {
+            "model": self.served_name,
+            "kind": self.kind,
+            "version": self.version,
+            "engine": self.engine_name,
+            "device": self.device,
+        }
+        metrics.MODEL_INFO.set(1, info)
+        start_gpu_memory_reporting(self._gpu_claim)
         logger.info(
             "%s %s (%s) on %s%s",
             type(self).__name__,

@@ -7,15 +7,22 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from serve_app import metrics
+
 
 class BatchStats:
-    """How many inputs each forward pass carried: proof that concurrent requests share passes."""
+    """How many inputs each forward pass carried: proof that concurrent requests share passes.
 
-    def __init__(self) -> None:
+    Kept here for `stats()` and exported as `mms_batch_size`, by model (Serve adds the deployment).
+    """
+
+    def __init__(self, model: str) -> None:
         self._sizes: Counter[int] = Counter()
+        self._tags = {"model": model}
 
     def record(self, size: int) -> None:
         self._sizes[size] += 1
+        metrics.BATCH_SIZE.observe(size, self._tags)
 
     async def run(self, encode: Callable[[list], Sequence], items: list) -> list[tuple[Any, int]]:
         """One forward pass over `items` off the event loop, recorded; each output paired with its batch size."""

@@ -95,12 +95,12 @@ class Detector(ModelDeployment):
         self._limits = limits
         self._model = YOLO(str(self.model_path / WEIGHTS), task="detect")  # a local file: never a download
         self._names: dict[int, str] = dict(self._model.names)
-        self._stats = BatchStats()
+        self._stats = BatchStats(self.served_name)
         self._batch.set_max_batch_size(config.batching.max_batch_size)
         self._batch.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
         image, options = _probe_job()
         self._predict([image], options)  # the first call is slow: pay it here
-        self._log_loaded()
+        self._announce_loaded()
 
     def labels(self) -> dict[int, str]:
         return dict(self._names)

@@ -60,11 +60,11 @@ class ClipEmbedder(EmbeddingDeployment):
         self._model.eval()
         self._tokenizer = open_clip.get_tokenizer(source)
         self._dimension = int(self._encode_texts(["warm-up"])[0].shape[0])
-        self._stats = BatchStats()
+        self._stats = BatchStats(self.served_name)
         for batcher in (self._text_batch, self._image_batch):
             batcher.set_max_batch_size(config.batching.max_batch_size)
             batcher.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
-        self._log_loaded(f"{self._dimension}-d")
+        self._announce_loaded(f"{self._dimension}-d")
 
     async def embed_inputs(self, inputs: list[EmbeddingInput]) -> list[tuple[np.ndarray, int]]:
         """Unit vectors (and the batch each rode in) for texts and images; used by the store and pipelines."""

@@ -10,6 +10,7 @@ Callable from the ingress and from notebooks alike:
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from deployments import llm_requests as mapping
 from deployments.base import ModelDeployment
 from deployments.engines.base import GenerationDelta
 from deployments.gpu_budget import vllm_memory_utilization
+from serve_app import metrics
 from serve_app.config import LLMConfig
 from serve_app.errors import NotFound, RequestT, parse_request
 from serve_app.gpu_plan import GPUClaim
@@ -57,8 +59,8 @@ class LLM(ModelDeployment):
         )
         self._engine = create_engine(self._config, self.model_path)
         self._tokenizer = self._engine.tokenizer
-        self._stats = GenerationStats()
-        self._log_loaded(f"context {self._engine.max_model_len} tokens")
+        self._stats = GenerationStats(llm.served_name)
+        self._announce_loaded(f"context {self._engine.max_model_len} tokens")
 
     @property
     def engine_name(self) -> str:
@@ -95,7 +97,7 @@ class LLM(ModelDeployment):
 
     async def chat(self, request: ChatCompletionRequest | dict) -> ChatCompletion:
         request = self._accept(ChatCompletionRequest, request)
-        acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages")
+        acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages", stream=False)
         async for delta in deltas:
             acc.add(delta)
         return mapping.chat_completion(self.served_name, acc)
@@ -104,7 +106,7 @@ class LLM(ModelDeployment):
         # Everything that can reject the request runs before the first chunk, so a
         # caller awaiting that chunk gets a plain error instead of a broken stream.
         request = self._accept(ChatCompletionRequest, request)
-        acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages")
+        acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages", stream=True)
         base = ChatCompletion(model=self.served_name, choices=[], usage=acc.usage)
         yield mapping.chat_chunk(base, ChunkDelta(role="assistant", content=""))
         async for delta in deltas:
@@ -116,7 +118,9 @@ class LLM(ModelDeployment):
 
     async def completion(self, request: CompletionRequest | dict) -> Completion:
         request = self._accept(CompletionRequest, request)
-        acc, deltas = self._start(request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt")
+        acc, deltas = self._start(
+            request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt", stream=False
+        )
         async for delta in deltas:
             acc.add(delta)
         echo = request.prompt_text if request.echo else ""
@@ -124,7 +128,9 @@ class LLM(ModelDeployment):
 
     async def completion_stream(self, request: CompletionRequest | dict) -> AsyncIterator[Completion]:
         request = self._accept(CompletionRequest, request)
-        acc, deltas = self._start(request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt")
+        acc, deltas = self._start(
+            request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt", stream=True
+        )
         base = Completion(model=self.served_name, choices=[])
         if request.echo:
             yield mapping.completion_chunk(base, request.prompt_text)
@@ -145,28 +151,48 @@ class LLM(ModelDeployment):
         return request
 
     def _start(
-        self, request: Any, prompt_ids: list[int], prompt_param: str
+        self, request: Any, prompt_ids: list[int], prompt_param: str, *, stream: bool
     ) -> tuple[mapping.Accumulator, AsyncIterator[GenerationDelta]]:
         """Validate the request against the context window, then start generating."""
         settings = mapping.sampling_settings(request, len(prompt_ids), self._engine.max_model_len, prompt_param)
         deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
-        return mapping.Accumulator(prompt_tokens=len(prompt_ids)), self._stats.track(deltas)
+        # The clock starts here, once the request passed validation: TTFT includes the engine's queue.
+        tracked = self._stats.track(deltas, prompt_tokens=len(prompt_ids), stream=stream, started=time.perf_counter())
+        return mapping.Accumulator(prompt_tokens=len(prompt_ids)), tracked
 
 
 class GenerationStats:
-    """Counts generations by outcome; `cancelled` proves a client that went away stopped its work."""
+    """Counts generations by outcome (`cancelled` proves a client that went away stopped its work)
+    and records the LLM metrics from the engine's deltas, the one place both engines' output passes."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str) -> None:
         self._counts = {"in_flight": 0, "completed": 0, "cancelled": 0, "failed": 0}
+        # Built once: recording then costs no dict per token.
+        self._tags = {"model": model}
+        self._ttft_tags = {True: {"model": model, "stream": "true"}, False: {"model": model, "stream": "false"}}
 
     def snapshot(self) -> dict[str, int]:
         return dict(self._counts)
 
-    async def track(self, deltas: AsyncIterator[GenerationDelta]) -> AsyncIterator[GenerationDelta]:
+    async def track(
+        self, deltas: AsyncIterator[GenerationDelta], *, prompt_tokens: int, stream: bool, started: float
+    ) -> AsyncIterator[GenerationDelta]:
         self._counts["in_flight"] += 1
+        metrics.LLM_RUNNING.set(self._counts["in_flight"], self._tags)
+        metrics.LLM_PROMPT_TOKENS.inc(prompt_tokens, self._tags)
         outcome = "failed"
+        generated = 0
+        last = started
         try:
             async for delta in deltas:
+                if delta.new_tokens:
+                    now = time.perf_counter()
+                    if generated:
+                        metrics.LLM_ITL.observe((now - last) / delta.new_tokens, self._tags)
+                    else:
+                        metrics.LLM_TTFT.observe(now - started, self._ttft_tags[stream])
+                    generated += delta.new_tokens
+                    last = now
                 yield delta
             outcome = "completed"
         except (GeneratorExit, asyncio.CancelledError):
@@ -175,5 +201,7 @@ class GenerationStats:
         finally:
             self._counts["in_flight"] -= 1
             self._counts[outcome] += 1
+            metrics.LLM_RUNNING.set(self._counts["in_flight"], self._tags)
+            metrics.LLM_COMPLETION_TOKENS.inc(generated, self._tags)
             # Stop the engine now (vLLM frees the sequence's KV blocks), not at garbage collection.
             await deltas.aclose()

@@ -36,10 +36,10 @@ class TextEmbedder(EmbeddingDeployment):
 
         self._model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
         self._dimension = int(self._encode(["warm-up"]).shape[1])
-        self._stats = BatchStats()
+        self._stats = BatchStats(self.served_name)
         self._batch.set_max_batch_size(config.batching.max_batch_size)
         self._batch.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
-        self._log_loaded(f"{self._dimension}-d, {self.model_path}")
+        self._announce_loaded(f"{self._dimension}-d, {self.model_path}")
 
     def card(self) -> ModelCard:
         return super().card(max_model_len=self._model.max_seq_length)

@@ -24,6 +24,7 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from serve_app import metrics
 from serve_app.config import QdrantConfig
 from serve_app.errors import InvalidRequest, NotFound, parse_request
 from serve_app.protocol import (
@@ -104,6 +105,7 @@ class VectorStore:
 
     # -- collections ---------------------------------------------------------------------------------------
 
+    @metrics.timed_store_operation("create_collection")
     async def create_collection(self, request: CollectionCreate | dict) -> CollectionInfo:
         from qdrant_client import models
 
@@ -123,10 +125,12 @@ class VectorStore:
         await self._client.create_collection(request.name, vectors_config=vectors)
         return await self.get_collection(request.name)
 
+    @metrics.timed_store_operation("list_collections")
     async def list_collections(self) -> CollectionList:
         names = sorted(c.name for c in (await self._client.get_collections()).collections)
         return CollectionList(data=[await self.get_collection(name) for name in names])
 
+    @metrics.timed_store_operation("get_collection")
     async def get_collection(self, name: str) -> CollectionInfo:
         await self._require(name)
         info = await self._client.get_collection(name)
@@ -136,6 +140,7 @@ class VectorStore:
             name=name, model=model, dimension=params.size, distance=str(params.distance.value), items_count=count
         )
 
+    @metrics.timed_store_operation("delete_collection")
     async def delete_collection(self, name: str) -> Deleted:
         await self._require(name)
         await self._client.delete_collection(name)
@@ -143,6 +148,7 @@ class VectorStore:
 
     # -- items ---------------------------------------------------------------------------------------------
 
+    @metrics.timed_store_operation("add_items")
     async def add_items(self, collection: str, request: ItemsCreate | dict) -> ItemList:
         from qdrant_client import models
 
@@ -169,6 +175,7 @@ class VectorStore:
         await self._client.upsert(collection, points=points, wait=True)
         return ItemList(data=items)
 
+    @metrics.timed_store_operation("list_items")
     async def list_items(self, collection: str, limit: int = 100, offset: str | None = None) -> ItemList:
         await self._require(collection)
         if not 1 <= limit <= 1000:
@@ -180,6 +187,7 @@ class VectorStore:
             data=[_item(p.payload) for p in points], next_offset=str(next_offset) if next_offset is not None else None
         )
 
+    @metrics.timed_store_operation("get_item")
     async def get_item(self, collection: str, item_id: str) -> Item:
         await self._require(collection)
         found = await self._client.retrieve(collection, ids=[point_id(item_id)], with_payload=True)
@@ -187,6 +195,7 @@ class VectorStore:
             raise NotFound(f"no item '{item_id}' in collection '{collection}'", param="id", code="item_not_found")
         return _item(found[0].payload)
 
+    @metrics.timed_store_operation("delete_item")
     async def delete_item(self, collection: str, item_id: str) -> Deleted:
         from qdrant_client import models
 
@@ -198,6 +207,7 @@ class VectorStore:
 
     # -- search --------------------------------------------------------------------------------------------
 
+    @metrics.timed_store_operation("search")
     async def search(self, collection: str, request: SearchRequest | dict) -> SearchResponse:
         request = parse_request(SearchRequest, request)
         info = await self.get_collection(collection)
@@ -209,6 +219,7 @@ class VectorStore:
         hits = await self.search_vectors(collection, [vector], request.top_k, model=info.model, filter=request.filter)
         return SearchResponse(collection=collection, data=hits[0])
 
+    @metrics.timed_store_operation("search_vectors")
     async def search_vectors(
         self,
         collection: str,

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from serve_app import metrics
 from serve_app.config import ImageRAGConfig
 from serve_app.errors import InvalidRequest, parse_request
 from serve_app.images import ImageLimits, decode_image, image_bytes
@@ -37,6 +38,9 @@ from serve_app.protocol import (
 
 # Retrieved texts are cut to this many characters in the prompt, so top_k items fit a small context.
 SNIPPET_CHARS = 300
+PIPELINE = "image_rag"  # its label in the pipeline metrics
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,12 @@ class RAGModels:
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
+
+
+async def _timed(call: Awaitable[T]) -> tuple[T, float]:
+    """The call's result and its milliseconds, for calls that run side by side."""
+    started = time.perf_counter()
+    return await call, _ms(started)
 
 
 def crop_boxes(image, detections: list[Detection]) -> list:
@@ -122,21 +132,22 @@ async def image_rag_events(
     image = decode_image(raw, limits)
     timings = ImageRAGTimings()
 
-    # Detection and the whole-image embedding are independent: run them side by side.
-    t = time.perf_counter()
+    # Detection and the whole-image embedding are independent: run them side by side, each timed
+    # as its own stage (embed_ms: the whole image, plus the crops after detection).
     detect = handles.detector.detect.remote(
         DetectionRequest(model=models.detector, image=raw, conf=request.conf, max_det=request.max_det)
     )
     whole = handles.embedder.embed_inputs.remote([image])
-    detected, whole_vectors = await asyncio.gather(detect, whole)
-    timings.detect_ms = _ms(t)
+    (detected, timings.detect_ms), (whole_vectors, timings.embed_ms) = await asyncio.gather(
+        _timed(detect), _timed(whole)
+    )
     queries = [("image", whole_vectors[0][0].tolist())]
     if request.crops and detected.detections:
         t = time.perf_counter()
         crops = [(f"crop:{i}", c) for i, c in enumerate(crop_boxes(image, detected.detections)) if c is not None]
         vectors = await handles.embedder.embed_inputs.remote([c for _, c in crops])
         queries += [(source, v.tolist()) for (source, _), (v, _) in zip(crops, vectors, strict=True)]
-        timings.embed_ms = _ms(t)
+        timings.embed_ms += _ms(t)
 
     t = time.perf_counter()
     top_k = request.top_k or config.top_k
@@ -180,10 +191,14 @@ async def image_rag_events(
                 yield ImageRAGDeltaEvent(id="", delta=choice.delta.content)
     timings.generate_ms = _ms(t)
     timings.total_ms = _ms(started)
+    stage_ms = {
+        "detect": timings.detect_ms,
+        "embed": timings.embed_ms,
+        "search": timings.retrieve_ms,
+        "answer": timings.generate_ms,
+    }
+    metrics.observe_stages(PIPELINE, {stage: ms / 1000 for stage, ms in stage_ms.items()})
     yield ImageRAGDoneEvent(id="", answer="".join(answer), finish_reason=finish_reason, usage=usage, timings=timings)
-
-
-T = TypeVar("T")
 
 
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -201,14 +216,14 @@ class ImageRAG:
         self._limits = limits
 
     async def stream(self, request: ImageRAGRequest | dict) -> AsyncIterator[ImageRAGEvent]:
-        request = parse_request(ImageRAGRequest, request)
-        run_id = f"imgrag-{time.time_ns():x}"
-        async for event in image_rag_events(self._handles, self._models, self._config, self._limits, request):
-            yield event.model_copy(update={"id": run_id})
+        with metrics.pipeline_run(PIPELINE):
+            async for event in self._events(request):
+                yield event
 
     async def run(self, request: ImageRAGRequest | dict) -> ImageRAGResponse:
-        request = parse_request(ImageRAGRequest, request)
-        events = [event async for event in self.stream(request)]
+        with metrics.pipeline_run(PIPELINE):
+            request = parse_request(ImageRAGRequest, request)
+            events = [event async for event in self._events(request)]
         context, done = events[0], events[-1]
         return ImageRAGResponse(
             id=done.id,
@@ -222,3 +237,9 @@ class ImageRAG:
             usage=done.usage,
             timings=done.timings,
         )
+
+    async def _events(self, request: ImageRAGRequest | dict) -> AsyncIterator[ImageRAGEvent]:
+        request = parse_request(ImageRAGRequest, request)
+        run_id = f"imgrag-{time.time_ns():x}"
+        async for event in image_rag_events(self._handles, self._models, self._config, self._limits, request):
+            yield event.model_copy(update={"id": run_id})

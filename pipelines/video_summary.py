@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from serve_app import metrics
 from serve_app.config import VideoSummaryConfig
 from serve_app.errors import InvalidRequest, parse_request
 from serve_app.protocol import (
@@ -35,6 +36,7 @@ from serve_app.protocol import VideoSummary as VideoSummaryResult  # the bare na
 
 # Tokens the chat template adds around the messages (role markers, newlines), plus slack.
 _TEMPLATE_MARGIN = 32
+PIPELINE = "video_summary"  # its label in the pipeline metrics
 
 
 @dataclass
@@ -166,7 +168,8 @@ async def transcribe(asr: DeploymentHandle, media: bytes | str, options: VideoSu
 
 
 def _timings(transcript: Transcript, summariser: Summariser, summarise_s: float, started: float) -> SpeechTimings:
-    return transcript.timings.model_copy(
+    """The run's timings, each stage also recorded once as `mms_pipeline_stage_seconds` (the ASR timed its own)."""
+    timings = transcript.timings.model_copy(
         update={
             "summarise": summarise_s,
             "total": time.perf_counter() - started,
@@ -174,6 +177,12 @@ def _timings(transcript: Transcript, summariser: Summariser, summarise_s: float,
             "chunks": summariser.chunks,
         }
     )
+    stages = {"decode": timings.decode, "transcribe": timings.transcribe, "align": timings.align}
+    if transcript.diarized:
+        stages["diarize"] = timings.diarize
+    stages["summarise"] = timings.summarise
+    metrics.observe_stages(PIPELINE, stages)
+    return timings
 
 
 async def summarize_video(
@@ -253,12 +262,14 @@ class VideoSummary:
     async def summarize(
         self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
     ) -> VideoSummaryResult:
-        options = parse_request(VideoSummaryOptions, options or {})
-        return await summarize_video(self._asr, self._llm, self._config, media, options)
+        with metrics.pipeline_run(PIPELINE):
+            options = parse_request(VideoSummaryOptions, options or {})
+            return await summarize_video(self._asr, self._llm, self._config, media, options)
 
     async def summarize_stream(
         self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
     ) -> AsyncIterator[VideoSummaryEvent]:
-        options = parse_request(VideoSummaryOptions, options or {})
-        async for event in summarize_video_stream(self._asr, self._llm, self._config, media, options):
-            yield event
+        with metrics.pipeline_run(PIPELINE):
+            options = parse_request(VideoSummaryOptions, options or {})
+            async for event in summarize_video_stream(self._asr, self._llm, self._config, media, options):
+                yield event

@@ -47,6 +47,8 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
         self._config = config
         api.state.limits = config
         api.state.api_key = required_api_key(config.api_key_env)
+        # The model ids metrics may name (serve_app.http.metrics): anything else is `unknown`.
+        api.state.served_models = frozenset(name for by_name in models.values() for name in by_name)
 
     @api.get("/health")
     async def health(self) -> dict[str, str]:

@@ -4,6 +4,10 @@
 off. Ray is started here first (dashboard off unless asked, usage stats off), then
 Serve's own `run` command takes over unchanged: it sees Ray running and reuses it,
 deploys the file, and on Ctrl-C shuts Serve and this Ray down.
+
+Metrics: Ray's per-node agent exports every metric (Ray's, Serve's, serve_app.metrics') in
+Prometheus' format on one port, fixed here so a scrape config can name it: `SERVE_METRICS_PORT`,
+default 9464. The agent runs with the dashboard off too: it is the raylet's, not the dashboard's.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from pathlib import Path
 import yaml
 
 SERVE_NAMESPACE = "serve"  # what `serve run` and Serve's handles use
+METRICS_PORT_ENV = "SERVE_METRICS_PORT"
+# Not Ray's default (a random port) and clear of the usual 8000/8080/9090 (Serve, proxies, Prometheus).
+DEFAULT_METRICS_PORT = 9464
 
 
 def run(config_path: str, *, dashboard: bool = False) -> None:
     started = time.monotonic()
+    metrics_port = metrics_export_port()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     _stop_on_signals()
     import ray
@@ -32,8 +40,11 @@ def run(config_path: str, *, dashboard: bool = False) -> None:
 
     # address="local": a fresh instance even when this host runs a `ray start` cluster, which a bare
     # ray.init() would join (deploy to a cluster with `serve deploy` instead).
-    context = ray.init(address="local", namespace=SERVE_NAMESPACE, include_dashboard=dashboard)
-    announce = (_base_url(config_path), context.address_info["gcs_address"], started)
+    context = ray.init(
+        address="local", namespace=SERVE_NAMESPACE, include_dashboard=dashboard, _metrics_export_port=metrics_port
+    )
+    metrics_url = f"http://{context.address_info['node_ip_address']}:{metrics_port}/metrics"
+    announce = (_base_url(config_path), context.address_info["gcs_address"], metrics_url, started)
     threading.Thread(target=_announce_when_ready, args=announce, daemon=True).start()
     cli.main(["run", config_path], prog_name="serve")
 
@@ -59,7 +70,27 @@ def _base_url(config_path: str) -> str:
     return f"http://{host}:{http.get('port', 8000)}"
 
 
-def _announce_when_ready(base_url: str, ray_address: str, started: float, poll_s: float = 1.0) -> None:
+def metrics_export_port() -> int:
+    """The port from `SERVE_METRICS_PORT` (default 9464), checked free now: Ray's agent would fail on it later."""
+    raw = os.environ.get(METRICS_PORT_ENV, str(DEFAULT_METRICS_PORT))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"{METRICS_PORT_ENV}={raw!r}: expected a TCP port number")
+    port = int(raw)
+    with socket.socket() as s:
+        # As Ray's exporter binds it: a port whose last connections linger in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", port))
+        except OSError as exc:
+            raise SystemExit(
+                f"the metrics port {port} is taken ({exc.strerror}); set {METRICS_PORT_ENV} to a free port"
+            ) from None
+    return port
+
+
+def _announce_when_ready(
+    base_url: str, ray_address: str, metrics_url: str, started: float, poll_s: float = 1.0
+) -> None:
     while True:
         try:
             with urllib.request.urlopen(f"{base_url}/ready", timeout=5) as reply:
@@ -70,6 +101,7 @@ def _announce_when_ready(base_url: str, ray_address: str, started: float, poll_s
         time.sleep(poll_s)
     print(
         f"\nREADY in {time.monotonic() - started:.1f}s: {base_url} (OpenAI base URL {base_url}/v1)"
+        f"\nMetrics (Prometheus): {metrics_url}"
         f"\nPython handles (with RAY_AUTH_MODE=token exported): "
         f"ray.init(address={ray_address!r}, namespace={SERVE_NAMESPACE!r})"
         "\nCtrl-C stops.\n",
@@ -81,7 +113,8 @@ def spawn(config_path: str | Path, *, port: int, cwd: Path, workdir: Path, stdou
     """Start `python -m serve_app run` in a child process, on a copy of the config moved to `port`.
 
     For tests and benchmarks that run the real command beside a server that may
-    already hold the config's own port. Relative paths in the config resolve against `cwd`.
+    already hold the config's own port (and the metrics port: the child gets a free one).
+    Relative paths in the config resolve against `cwd`.
     """
     config = yaml.safe_load(Path(config_path).read_text())
     config["http_options"]["port"] = port
@@ -92,7 +125,7 @@ def spawn(config_path: str | Path, *, port: int, cwd: Path, workdir: Path, stdou
         cwd=cwd,
         stdout=stdout,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", METRICS_PORT_ENV: str(free_port())},
     )
 
 

@@ -3,18 +3,21 @@
 A fake deployment is a plain object with the methods the real one exposes; `FakeHandle` makes it
 look like a DeploymentHandle to the code under test (ingress routes, pipelines), with Serve's
 calling conventions and error delivery, so that code runs unchanged and no Ray starts.
+`RecordedMetrics` catches what serve_app.metrics records, for tests that check it.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from ray.exceptions import RayTaskError
 
+from serve_app import metrics
 from serve_app.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -269,3 +272,36 @@ class FakeDetector:
     def detect(self, request: DetectionRequest) -> DetectionResponse:
         self.requests.append(request)
         return DetectionResponse(model=request.model, width=1, height=1, detections=[], batch_size=1)
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+class _Recorder:
+    def __init__(self, samples: list[tuple[float, dict[str, str]]]):
+        self._samples = samples
+
+    def _record(self, value: float, tags: dict[str, str] | None = None) -> None:
+        self._samples.append((value, dict(tags or {})))
+
+    inc = observe = set = _record
+
+
+class RecordedMetrics:
+    """Every metric of serve_app.metrics recording here instead of into Ray, for the test's duration.
+
+    `samples("mms_batch_size", model="m")` is the values recorded with (at least) those tags, in order.
+    """
+
+    def __init__(self, monkeypatch):
+        self._by_name: dict[str, list[tuple[float, dict[str, str]]]] = defaultdict(list)
+        for metric in metrics.CATALOGUE:
+            monkeypatch.setattr(metric, "_metric", _Recorder(self._by_name[metric.name]))
+
+    def samples(self, name: str, **tags: str) -> list[float]:
+        return [value for value, got in self.tagged(name) if tags.items() <= got.items()]
+
+    def tagged(self, name: str) -> list[tuple[float, dict[str, str]]]:
+        if name not in {m.name for m in metrics.CATALOGUE}:
+            raise KeyError(f"{name} is not in serve_app.metrics")
+        return list(self._by_name[name])

@@ -13,6 +13,7 @@ from serve_app.http.auth import api_key
 from serve_app.http.body_limit import BodySizeLimit
 from serve_app.http.errors import EXCEPTION_HANDLERS, ServeRejectionsAsAPIErrors
 from serve_app.http.media_types import json_body, multipart_body
+from serve_app.http.metrics import RequestMetrics
 from serve_app.protocol import ErrorResponse
 
 # Cross-cutting concerns as ASGI middlewares, outermost first: each sees the request before
@@ -20,8 +21,11 @@ from serve_app.protocol import ErrorResponse
 #   request id -> metrics -> authentication -> limits/budgets -> cache -> route
 # so every log line and metric carries the id, refusals are counted too, nobody unauthenticated
 # spends a budget, and the cache answers only admitted requests. Each is off unless configured.
+# The request id is Serve's: its proxy's RequestIdMiddleware, outside this app, keeps a client's
+# `x-request-id` or makes one, puts it in every replica's log lines and echoes it on the response.
 # (Authentication is a route dependency for now, below, so today a 413 comes before a 401.)
 MIDDLEWARE = [
+    Middleware(RequestMetrics),  # metrics
     Middleware(BodySizeLimit),  # limits
 ]
 

@@ -86,14 +86,14 @@ def test_unit_rows():
 
 
 def test_batch_stats_histogram():
-    stats = BatchStats()
+    stats = BatchStats("m")
     for size in (1, 4, 4):
         stats.record(size)
     assert stats.snapshot() == {"batches": 3, "inputs": 9, "max_batch_size": 4, "batch_sizes": {"1": 1, "4": 2}}
 
 
 async def test_batch_stats_run_pairs_each_output_with_its_batch_size_and_records_the_pass():
-    stats = BatchStats()
+    stats = BatchStats("m")
     assert await stats.run(lambda texts: [t.upper() for t in texts], ["a", "b", "c"]) == [("A", 3), ("B", 3), ("C", 3)]
     assert stats.snapshot()["batch_sizes"] == {"3": 1}
 

@@ -6,6 +6,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import IngressConfig
 from serve_app.errors import NotFound, ServiceUnavailable
+from serve_app.http.metrics import note_model
 
 
 class Backends:
@@ -20,6 +21,7 @@ class Backends:
     _config: IngressConfig
 
     def _model(self, kind: str, name: str) -> DeploymentHandle:
+        note_model(name)
         handle = self._models.get(kind, {}).get(name)
         if handle is None:
             served = sorted(self._models.get(kind, {}))
