@@ -66,7 +66,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     MODEL_STORE=/models
 USER serve
 VOLUME ["/models", "/data"]
-EXPOSE 8000
+# 8000: the HTTP API; 9464: Ray's metrics exporter (SERVE_METRICS_PORT), what Prometheus scrapes.
+EXPOSE 8000 9464
 # Liveness of the HTTP ingress (open without the API key). The start period covers loading real weights.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=900s --retries=3 \
     CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/health"]

@@ -76,7 +76,13 @@ def test_healthcheck_hits_health_on_the_served_port():
     port = _prod()["http_options"]["port"]
     # Exec form (no shell in the probe), on /health exactly: /ready would restart a container that is loading.
     assert healthcheck.endswith(f'"http://127.0.0.1:{port}/health"]'), healthcheck
-    assert str(port) in _all("EXPOSE")
+    assert str(port) in _all("EXPOSE")[0].split()
+
+
+def test_the_metrics_port_is_exposed():
+    from serve_app.launch import DEFAULT_METRICS_PORT
+
+    assert str(DEFAULT_METRICS_PORT) in _all("EXPOSE")[0].split()
 
 
 def test_no_weights_state_or_whole_context_copied():
