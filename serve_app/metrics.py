@@ -37,6 +37,9 @@ twice per interval (`_GaugeKeeper`); counters and histograms are cumulative and 
 
 Recording never fails a request: a sample that cannot be recorded is dropped (logged once per metric). Outside
 a Ray worker (unit tests, `tests/http`) recording is a harmless no-op of Ray's own.
+
+`SERVE_METRICS_ENABLED=0` in a replica's environment (an application's `runtime_env.env_vars`) turns
+every recording into a no-op: what benchmarks/metrics_overhead.py compares against.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Container, Iterator, Mapping
@@ -52,6 +56,7 @@ from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 logger = logging.getLogger("ray.serve")
+ENABLED = os.environ.get("SERVE_METRICS_ENABLED", "1") != "0"
 
 # Bucket upper bounds (Prometheus `le`), fixed so dashboards and alerts can rely on them.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -115,6 +120,8 @@ class Metric:
         _gauges.keep(self, value, tags)
 
     def _record(self, method: str, value: float, tags: dict[str, str] | None) -> None:
+        if not ENABLED:
+            return
         try:
             metric = self._metric if self._metric is not None else self._create()
             getattr(metric, method)(value, tags)

@@ -74,7 +74,7 @@ class RequestMetrics:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not metrics.ENABLED:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
