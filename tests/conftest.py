@@ -39,6 +39,7 @@ class SessionServe:
 
     def __init__(self) -> None:
         self.base_url: str | None = None
+        self.metrics_port: int | None = None  # Ray's per-node Prometheus exporter (tests/e2e/test_metrics.py)
         self.app_submitted = False
         self.models_built = False
 
@@ -58,7 +59,17 @@ class SessionServe:
             # local.yaml's; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
             # address="local": always a fresh instance, never a cluster `ray start` (or a multi-node
             # test's simulated cluster) left in /tmp/ray/ray_current_cluster, which ray.init() would join.
-            ray.init(address="local", num_cpus=20, num_gpus=1, include_dashboard=False, namespace="serve")
+            # Metrics are exported every second (Ray's default is 10 s), so metric tests wait less.
+            self.metrics_port = free_port()
+            ray.init(
+                address="local",
+                num_cpus=20,
+                num_gpus=1,
+                include_dashboard=False,
+                namespace="serve",
+                _metrics_export_port=self.metrics_port,
+                _system_config={"metrics_report_interval_ms": 1000},
+            )
             port = free_port()
             serve_harness.start_serve(port)
             self.base_url = f"http://127.0.0.1:{port}"

@@ -305,3 +305,36 @@ class RecordedMetrics:
         if name not in {m.name for m in metrics.CATALOGUE}:
             raise KeyError(f"{name} is not in serve_app.metrics")
         return list(self._by_name[name])
+
+
+class FakeEngine:
+    """An LLM engine (deployments/engines/base.py's protocol) that streams a scripted answer.
+
+    For the LLM deployment's own logic (request mapping, stats, cards) without a model: each
+    generation yields `words` one delta at a time, up to `max_tokens`, and records what it was asked.
+    """
+
+    def __init__(self, words: tuple[str, ...] = ("Hello", " there"), *, name: str = "fake", max_model_len: int = 1024):
+        self.name = name
+        self.max_model_len = max_model_len
+        self.tokenizer = None
+        self.words = words
+        self.calls: list[tuple[list[int], Any, str]] = []
+        self.healthy = True
+
+    async def generate(self, prompt_ids: list[int], settings: Any, request_id: str) -> AsyncIterator[Any]:
+        from deployments.engines.base import GenerationDelta
+
+        self.calls.append((list(prompt_ids), settings, request_id))
+        words = self.words[: settings.max_tokens]
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            finish = ("length" if len(words) == settings.max_tokens else "stop") if last else None
+            yield GenerationDelta(text=word, new_tokens=1, finish_reason=finish)
+
+    async def check_health(self) -> None:
+        if not self.healthy:
+            raise RuntimeError("fake engine marked unhealthy")
+
+    def shutdown(self) -> None:
+        self.healthy = False

@@ -9,7 +9,6 @@ import importlib
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -20,6 +19,7 @@ from deployments.embedding_common import EmbeddingDeployment
 from serve_app.config import LLMConfig
 from serve_app.gpu_plan import GPUClaim
 from serve_app.model_store import ModelRef, ModelStoreError
+from tests.fakes import FakeEngine
 
 REPO = Path(__file__).resolve().parents[2]
 STORE = Path("/store")
@@ -29,15 +29,13 @@ CLAIM = GPUClaim(deployment="Thing", num_gpus=0.25, budget_gb=4.0, context_gb=0.
 class Preamble:
     """Stands in for the runtime, the GPU claim, the store and the CUDA probe, and records their calls in order.
 
-    A local double: tests/fakes.py, the shared home for fakes, is not on main yet.
+    Here, not in tests/fakes.py: it patches deployments.base itself, which only these tests need.
     """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, *, cuda: bool = False, share: float | None = 0.25):
         self.calls: list[tuple] = []
         self._cuda, self._share = cuda, share
-        monkeypatch.setattr(
-            base, "configure_offline_runtime", lambda data_dir: self.calls.append(("runtime", data_dir))
-        )
+        monkeypatch.setattr(base, "configure_offline_runtime", self._runtime)
         monkeypatch.setattr(base, "claim_gpu", self._claim)
         monkeypatch.setattr(base, "verify", self._verify)
         monkeypatch.setattr(base, "cuda_available", self._cuda_available)
@@ -163,7 +161,7 @@ def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
 
     def create_engine(config, model_dir):
         created.update(config=config, model_dir=model_dir)
-        return SimpleNamespace(name="vllm", max_model_len=2048, tokenizer=None)
+        return FakeEngine(name="vllm", max_model_len=2048)
 
     monkeypatch.setattr(engines, "create_engine", create_engine)
     config = LLMConfig(served_name="chat", model="qwen", version="v2")
@@ -180,6 +178,27 @@ def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
         "qwen/v2",
         2048,
     )
+
+
+async def test_the_llm_shapes_what_its_engine_streams_and_counts_it(monkeypatch):
+    from transformers import AutoTokenizer
+
+    from deployments import engines
+    from deployments.llm import LLM
+
+    Preamble(monkeypatch, share=None)
+    engine = FakeEngine(("Hello", " there", " friend"))
+    engine.tokenizer = AutoTokenizer.from_pretrained(REPO / "models" / "tiny-qwen2" / "v1")
+    monkeypatch.setattr(engines, "create_engine", lambda config, model_dir: engine)
+    llm = LLM.func_or_class(LLMConfig(served_name="chat", model="qwen", version="v2"), STORE, Path("/data"))
+    reply = await llm.completion({"model": "chat", "prompt": "Say", "max_tokens": 2})
+    assert (reply.choices[0].text, reply.choices[0].finish_reason, reply.usage.completion_tokens) == (
+        "Hello there",
+        "length",
+        2,
+    )
+    assert engine.calls[0][1].max_tokens == 2
+    assert llm.stats() == {"in_flight": 0, "completed": 1, "cancelled": 0, "failed": 0}
 
 
 MODEL_DEPLOYMENTS = {
