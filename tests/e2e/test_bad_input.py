@@ -7,19 +7,9 @@ import openai
 import pytest
 
 from tests.conftest import LOCAL_MODEL
+from tests.envelopes import assert_envelope
 
 GOOD_CHAT = {"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-
-
-def assert_envelope(reply: httpx.Response, status: int, *, param: str | None = None, code: str | None = None):
-    assert reply.status_code == status, reply.text
-    error = reply.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["message"]
-    if param is not None:
-        assert error["param"] == param
-    if code is not None:
-        assert error["code"] == code
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ import srt
 import webvtt
 
 from tests import speech_media
-from tests.e2e.test_bad_input import assert_envelope
+from tests.envelopes import assert_envelope
 
 ASR_MODEL = "tiny-whisper"
 SECONDS = 8.0

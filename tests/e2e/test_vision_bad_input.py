@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.test_bad_input import assert_envelope
+from tests.envelopes import assert_envelope
 from tests.images import b64, noisy, png
 
 CLIP, YOLO = "tiny-clip", "tiny-yolov8n"
