@@ -109,7 +109,7 @@ def test_counters_ttft_and_histogram_buckets(prometheus, local_app):
     _wait_for_delta(prometheus, ttft, ("model",), ttft_before, Counter({(LOCAL_MODEL,): 3}))
 
     declared = {
-        c.HTTP_DURATION: metrics.HTTP_DURATION_BUCKETS,
+        c.HTTP_DURATION: metrics.LATENCY_BUCKETS,
         c.LLM_TTFT: metrics.TTFT_BUCKETS,
         c.LLM_ITL: metrics.ITL_BUCKETS,
     }
