@@ -23,8 +23,9 @@ class Prometheus:
         binary = shutil.which("prometheus")
         if binary is None:
             raise RuntimeError("prometheus is not installed: `make test` installs Debian's package (apt)")
+        interval = f"{round(scrape_interval_s * 1000)}ms"  # Prometheus durations are integers with a unit
         config = {
-            "global": {"scrape_interval": f"{scrape_interval_s}s", "evaluation_interval": f"{scrape_interval_s}s"},
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "scrape_configs": [{"job_name": "ray", "static_configs": [{"targets": targets}]}],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
