@@ -42,10 +42,15 @@ class VLLMEngine:
     def create(cls, model_dir: Path, config: LLMConfig) -> VLLMEngine:
         from transformers import AutoTokenizer
         from vllm.v1.engine.async_llm import AsyncLLM
+        from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
         # First: a broken tokenizer must fail before GPU memory and processes are taken.
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        engine = AsyncLLM.from_engine_args(to_engine_args(model_dir, config))
+        # vLLM's own engine metrics (`ray_vllm:*`: KV-cache use, queue, prefix-cache hits...) through
+        # Ray's metrics, so the node's exporter serves them beside the app's, as Ray Serve LLM does.
+        engine = AsyncLLM.from_engine_args(
+            to_engine_args(model_dir, config), stat_loggers=[RayPrometheusStatLogger]
+        )
         # Read after start-up: the engine core may shrink max_model_len to fit the KV cache.
         return cls(engine, tokenizer, engine.model_config.max_model_len)
 

@@ -282,3 +282,25 @@ def test_module_imports_without_vllm() -> None:
     repo_root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_create_exports_vllms_own_metrics_through_ray(monkeypatch):
+    from types import SimpleNamespace
+
+    from vllm.v1.engine.async_llm import AsyncLLM
+    from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+    from deployments.engines.vllm_engine import VLLMEngine
+    from serve_app.config import LLMConfig
+
+    created = {}
+
+    def from_engine_args(engine_args, **kwargs):
+        created.update(kwargs)
+        return SimpleNamespace(model_config=SimpleNamespace(max_model_len=512))
+
+    monkeypatch.setattr(AsyncLLM, "from_engine_args", from_engine_args)
+    store = Path(__file__).resolve().parents[2] / "models" / "tiny-qwen2" / "v1"
+    engine = VLLMEngine.create(store, LLMConfig(served_name="t", model="tiny-qwen2", version="v1"))
+    assert created["stat_loggers"] == [RayPrometheusStatLogger]
+    assert engine.max_model_len == 512
