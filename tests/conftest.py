@@ -92,9 +92,6 @@ class SessionServe:
 
 
 SESSION = SessionServe()
-# What a test module's `start_early()` returned, by module name: work in processes of their own
-# (a simulated cluster) that runs beside the in-process suite and is collected by the module's fixture.
-EARLY_STARTED: dict[str, object] = {}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -102,17 +99,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any("local_app" in item.fixturenames for item in session.items):
         SESSION.submit_app()
-    early = {item.module for item in session.items if hasattr(getattr(item, "module", None), "start_early")}
-    if early:
-        SESSION.build_models()
-    for module in sorted(early, key=lambda m: m.__name__):
-        EARLY_STARTED[module.__name__] = module.start_early()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    # A run cut short (-x, Ctrl-C, a deselected module) leaves early work nobody collected.
-    for leftover in EARLY_STARTED.values():
-        leftover.stop()
     SESSION.stop()
 
 

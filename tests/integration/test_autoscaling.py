@@ -20,7 +20,11 @@ from tests.conftest import long_story
 
 # metrics_interval_s is deprecated in favour of environment variables, but still applied; silence its
 # warning, repeated on every status read.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(600),  # the first user of the session app: its setup may wait for the app's load
+    pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning"),
+]
 
 APP = "default"  # the session app
 REPORT = serve_harness.REPO / "data" / "reports" / "autoscaling_timeline.txt"

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from tests import serve_harness
-from tests.conftest import EARLY_STARTED
 
 GPU_DEPLOYMENTS = {"LLM", "Detector", "ClipEmbedder"}
 RECOVERY_BOUND_S = 300  # generous: the rebuild took 110-169 s on a 2-core machine shared with other Ray runs
@@ -58,26 +57,13 @@ class NodeFailureRun:
         assert self.proc.returncode == 0, self._output_tail()
         return json.loads(self.report_path.read_text())
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=90)
-
     def _output_tail(self) -> str:
         return self.output_path.read_text()[-4000:]
 
 
-def start_early() -> NodeFailureRun:
-    """Called by tests/conftest.py at collection: the cluster, a process of its own, runs while the
-    rest of the suite does (much of its time is spent waiting: for the node's death to be noticed,
-    for the load phases), instead of after it."""
-    return NodeFailureRun()
-
-
 @pytest.fixture(scope="module")
 def report(tiny_models) -> dict:
-    run = EARLY_STARTED.pop(__name__, None) or start_early()
-    return run.report(timeout_s=900)
+    return NodeFailureRun().report(timeout_s=900)
 
 
 def _gpu_nodes(report: dict) -> set[str]:
