@@ -30,7 +30,7 @@ class Prometheus:
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.url = f"http://127.0.0.1:{free_port()}"
-        self._log = open(workdir / "prometheus.log", "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(workdir / "prometheus.log", "w")  # open for the process's life: closed in stop()
         self._proc = subprocess.Popen(
             [
                 binary,

@@ -109,7 +109,7 @@ def beside(app: dict, timeout_s: float = 300) -> Iterator[dict]:
 
 
 @contextmanager
-def reconfigured(edit: Callable[[dict], None], timeout_s: float = 300) -> Iterator[dict]:
+def reconfigured(edit: Callable[[dict], None], timeout_s: float = 300) -> Iterator[None]:
     """The session's `default` app (configs/local.yaml) redeployed with `edit` for the block, then restored.
 
     Serve changes queue limits, back-pressure and health-check options in place, without restarting
