@@ -5,11 +5,16 @@ Callable from the ingress and from notebooks alike:
     llm = serve.get_deployment_handle("LLM", app_name="default")
     reply = await llm.chat.remote({"model": "tiny-qwen2", "messages": [...]})
     async for chunk in llm.options(stream=True).chat_stream.remote(request): ...
+    adapter = llm.options(multiplexed_model_id="tiny-qwen2-lora-a")  # to a replica holding it
+
+One deployment per entry of `llms:`, named by the entry (LLMConfig.deployment_name). It answers
+its base model's id and each of its adapters' ids; the response's `model` is the id asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +27,7 @@ from deployments import llm_requests as mapping
 from deployments.base import ModelDeployment
 from deployments.engines.base import GenerationDelta
 from deployments.gpu_budget import vllm_memory_utilization
+from deployments.llm_adapters import Adapters
 from serve_app import metrics
 from serve_app.config import LLMConfig
 from serve_app.errors import NotFound, RequestT, parse_request
@@ -59,15 +65,23 @@ class LLM(ModelDeployment):
         )
         self._engine = create_engine(self._config, self.model_path)
         self._tokenizer = self._engine.tokenizer
+        self._adapters = Adapters(self._engine, llm, model_store)
         self._stats = GenerationStats(llm.served_name)
-        self._announce_loaded(f"context {self._engine.max_model_len} tokens")
+        adapters = f", adapters {[a.name for a in llm.adapters]}" if llm.adapters else ""
+        self._announce_loaded(f"context {self._engine.max_model_len} tokens{adapters}")
 
     @property
     def engine_name(self) -> str:
         return self._engine.name
 
-    def card(self) -> ModelCard:
-        return super().card(max_model_len=self._engine.max_model_len)
+    def card(self, model: str | None = None) -> ModelCard:
+        """The base model's card, or (named) an adapter's, whose `parent` is the base, as vLLM lists them."""
+        card = super().card(max_model_len=self._engine.max_model_len)
+        if model is None or model == self.served_name:
+            return card
+        if model not in self._adapters:
+            raise NotFound(f"The model '{model}' does not exist", param="model")
+        return card.model_copy(update={"id": model, "version": self._adapters.version(model), "parent": card.id})
 
     def placement(self) -> dict[str, Any]:
         """Where this replica runs and with what resources (for operators and tests)."""
@@ -97,17 +111,21 @@ class LLM(ModelDeployment):
 
     async def chat(self, request: ChatCompletionRequest | dict) -> ChatCompletion:
         request = self._accept(ChatCompletionRequest, request)
-        acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages", stream=False)
+        acc, deltas = await self._start(
+            request, mapping.chat_prompt_ids(self._tokenizer, request), "messages", stream=False
+        )
         async for delta in deltas:
             acc.add(delta)
-        return mapping.chat_completion(self.served_name, acc)
+        return mapping.chat_completion(request.model, acc)
 
     async def chat_stream(self, request: ChatCompletionRequest | dict) -> AsyncIterator[ChatCompletionChunk]:
         # Everything that can reject the request runs before the first chunk, so a
         # caller awaiting that chunk gets a plain error instead of a broken stream.
         request = self._accept(ChatCompletionRequest, request)
-        acc, deltas = self._start(request, mapping.chat_prompt_ids(self._tokenizer, request), "messages", stream=True)
-        base = ChatCompletion(model=self.served_name, choices=[], usage=acc.usage)
+        acc, deltas = await self._start(
+            request, mapping.chat_prompt_ids(self._tokenizer, request), "messages", stream=True
+        )
+        base = ChatCompletion(model=request.model, choices=[], usage=acc.usage)
         yield mapping.chat_chunk(base, ChunkDelta(role="assistant", content=""))
         async for delta in deltas:
             acc.add(delta)
@@ -118,20 +136,20 @@ class LLM(ModelDeployment):
 
     async def completion(self, request: CompletionRequest | dict) -> Completion:
         request = self._accept(CompletionRequest, request)
-        acc, deltas = self._start(
+        acc, deltas = await self._start(
             request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt", stream=False
         )
         async for delta in deltas:
             acc.add(delta)
         echo = request.prompt_text if request.echo else ""
-        return mapping.text_completion(self.served_name, acc, echo)
+        return mapping.text_completion(request.model, acc, echo)
 
     async def completion_stream(self, request: CompletionRequest | dict) -> AsyncIterator[Completion]:
         request = self._accept(CompletionRequest, request)
-        acc, deltas = self._start(
+        acc, deltas = await self._start(
             request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt", stream=True
         )
-        base = Completion(model=self.served_name, choices=[])
+        base = Completion(model=request.model, choices=[])
         if request.echo:
             yield mapping.completion_chunk(base, request.prompt_text)
         async for delta in deltas:
@@ -146,19 +164,36 @@ class LLM(ModelDeployment):
 
     def _accept(self, model_type: type[RequestT], request: RequestT | dict) -> RequestT:
         request = parse_request(model_type, request)
-        if request.model != self.served_name:
+        if request.model != self.served_name and request.model not in self._adapters:
             raise NotFound(f"The model '{request.model}' does not exist", param="model")
         return request
 
-    def _start(
+    async def _start(
         self, request: Any, prompt_ids: list[int], prompt_param: str, *, stream: bool
     ) -> tuple[mapping.Accumulator, AsyncIterator[GenerationDelta]]:
-        """Validate the request against the context window, then start generating."""
+        """Validate the request against the context window, load its adapter if any, then start generating."""
         settings = mapping.sampling_settings(request, len(prompt_ids), self._engine.max_model_len, prompt_param)
-        deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
+        if request.model != self.served_name:
+            settings = dataclasses.replace(settings, adapter=request.model)
+            await self._adapters.acquire(request.model)
+            deltas = self._holding_adapter(
+                self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex), request.model
+            )
+        else:
+            deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
         # The clock starts here, once the request passed validation: TTFT includes the engine's queue.
         tracked = self._stats.track(deltas, prompt_tokens=len(prompt_ids), stream=stream, started=time.perf_counter())
         return mapping.Accumulator(prompt_tokens=len(prompt_ids)), tracked
+
+    async def _holding_adapter(
+        self, deltas: AsyncIterator[GenerationDelta], adapter: str
+    ) -> AsyncIterator[GenerationDelta]:
+        try:
+            async for delta in deltas:
+                yield delta
+        finally:
+            await deltas.aclose()
+            await self._adapters.release(adapter)
 
 
 class GenerationStats:

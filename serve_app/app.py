@@ -15,15 +15,21 @@ from serve_app.ingress import Ingress
 
 def build_app(args: dict) -> Application:
     config = args if isinstance(args, AppConfig) else parse_app_config(args)
-    llm = bind_planned(LLM, config, config.llm, config.model_store, config.data_dir)
-    # Handles by kind and served name (routes pick by the request's `model`), and by role.
-    models: dict[str, dict[str, Application]] = {"llm": {config.llm.served_name: llm}}
+    # Handles by kind and served id (routes pick by the request's `model`), and by role. Every
+    # id an LLM deployment answers (its base model and its adapters) maps to that deployment.
+    llms: dict[str, Application] = {}
+    adapters: dict[str, str] = {}
+    for entry in config.llms:
+        llm = bind_planned(LLM.options(name=entry.deployment_name), config, entry, config.model_store, config.data_dir)
+        llms.update(dict.fromkeys(entry.served_ids, llm))
+        adapters.update(dict.fromkeys((a.name for a in entry.adapters), entry.served_name))
+    models: dict[str, dict[str, Application]] = {"llm": llms}
     services: dict[str, Application] = {}
     if config.speech is not None:
-        add_speech(config, llm, models, services)
+        add_speech(config, llms, models, services)
     if config.vision is not None:
-        add_vision(config, llm, models, services)
-    return Ingress.bind(models, services, config.ingress)
+        add_vision(config, llms, models, services)
+    return Ingress.bind(models, services, config.ingress, adapters)
 
 
 def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Application:
@@ -39,7 +45,7 @@ def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Applicatio
     return placed.bind(*args, gpu=config.gpu_plan.claim(deployment.name))
 
 
-def add_speech(config: AppConfig, llm: Application, models: dict, services: dict) -> None:
+def add_speech(config: AppConfig, llms: dict[str, Application], models: dict, services: dict) -> None:
     """The ASR as a model (plus aliases such as OpenAI's whisper-1); the video summary as a service."""
     from deployments.asr import ASR
 
@@ -48,10 +54,11 @@ def add_speech(config: AppConfig, llm: Application, models: dict, services: dict
     if config.video_summary is not None:
         from pipelines.video_summary import VideoSummary
 
-        services["video_summary"] = VideoSummary.bind(asr, llm, config.video_summary)
+        llm_model = config.video_summary.llm_model or config.llm.served_name
+        services["video_summary"] = VideoSummary.bind(asr, llms[llm_model], config.video_summary)
 
 
-def add_vision(config: AppConfig, llm: Application, models: dict, services: dict) -> None:
+def add_vision(config: AppConfig, llms: dict[str, Application], models: dict, services: dict) -> None:
     """Detector and embedders as models by served name; the knowledge base and image RAG as services."""
     from deployments.detector import Detector
     from deployments.embedder import ClipEmbedder
@@ -83,10 +90,7 @@ def add_vision(config: AppConfig, llm: Application, models: dict, services: dict
     services["vector_store"] = store
     rag = vision.image_rag
     if rag is not None:
-        handles = RAGHandles(detector=detector, embedder=clip, store=store, llm=llm)
-        names = RAGModels(
-            detector=detector_name,
-            embedder=vision.clip.served_name,
-            llm=config.llm.served_name,
-        )
+        llm_model = rag.llm_model or config.llm.served_name
+        handles = RAGHandles(detector=detector, embedder=clip, store=store, llm=llms[llm_model])
+        names = RAGModels(detector=detector_name, embedder=vision.clip.served_name, llm=llm_model)
         services["image_rag"] = ImageRAG.bind(handles, names, rag, limits)

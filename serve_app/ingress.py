@@ -20,7 +20,8 @@ from serve_app.http.routes.knowledge import KnowledgeRoutes
 from serve_app.http.routes.llm import LLMRoutes
 from serve_app.http.routes.speech import SpeechRoutes
 from serve_app.http.routes.vision import VisionRoutes
-from serve_app.protocol import ModelCard, ModelList
+from serve_app.protocol import AliasTargetCard, ModelCard, ModelList
+from serve_app.traffic import TrafficTable
 
 
 def _unhealthy_deployments() -> list[str]:
@@ -41,14 +42,30 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
         models: dict[str, dict[str, DeploymentHandle]],
         services: dict[str, DeploymentHandle],
         config: IngressConfig,
+        llm_adapters: dict[str, str] | None = None,
     ):
+        self._llm_adapters = llm_adapters or {}  # adapter id -> its base LLM's id
+        llms = models.get("llm", {})
+        for adapter in self._llm_adapters:
+            llms[adapter] = llms[adapter].options(multiplexed_model_id=adapter)
         self._models = models
         self._services = services
         self._config = config
+        self._traffic = TrafficTable()
         api.state.limits = config
         api.state.api_key = required_api_key(config.api_key_env)
+        self._publish_model_ids()
+
+    def reconfigure(self, user_config: dict) -> None:
+        """The traffic table (aliases and their weights), applied live: Serve calls this on a changed
+        user_config without restarting the replica. An invalid table fails the update, naming the field."""
+        self._traffic = TrafficTable.from_user_config(user_config, set(self._models.get("llm", {})))
+        self._publish_model_ids()
+
+    def _publish_model_ids(self) -> None:
         # The model ids metrics may name (serve_app.http.metrics): anything else is `unknown`.
-        api.state.served_models = frozenset(name for by_name in models.values() for name in by_name)
+        ids = {name for by_name in self._models.values() for name in by_name}
+        api.state.served_models = frozenset(ids | {alias.name for alias in self._traffic.aliases})
 
     @api.get("/health")
     async def health(self) -> dict[str, str]:
@@ -65,17 +82,31 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
     async def models(self) -> ModelList:
         served = self._served()
         cards = await asyncio.gather(*(self._card(kind, name, h) for kind, name, h in served))
-        return ModelList(data=list(cards))
+        return ModelList(data=[*cards, *self._alias_cards()])
+
+    def _alias_cards(self) -> list[ModelCard]:
+        return [
+            ModelCard(
+                id=alias.name,
+                kind="llm",
+                engine="alias",
+                version="-",
+                targets=[AliasTargetCard(model=t.model, weight=t.weight) for t in alias.targets],
+                fallback=alias.fallback,
+            )
+            for alias in self._traffic.aliases
+        ]
 
     def _served(self) -> list[tuple[str, str, DeploymentHandle]]:
         return [(kind, name, h) for kind, by_name in self._models.items() for name, h in by_name.items()]
 
-    async def _probe(self, handle: DeploymentHandle) -> ModelCard:
-        return await asyncio.wait_for(handle.card.remote(), self._config.probe_timeout_s)
+    async def _probe(self, handle: DeploymentHandle, *args: str) -> ModelCard:
+        return await asyncio.wait_for(handle.card.remote(*args), self._config.probe_timeout_s)
 
     async def _card(self, kind: str, name: str, handle: DeploymentHandle) -> ModelCard:
         try:
-            card = await self._probe(handle)
+            # An adapter's card comes from its base's replica, which knows the adapter's version.
+            card = await (self._probe(handle, name) if name in self._llm_adapters else self._probe(handle))
             # An alias (e.g. whisper-1) is served by the same deployment: list it under its own id.
             return card if card.id == name else card.model_copy(update={"id": name})
         except Exception:
@@ -84,6 +115,8 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
     async def _readiness_problems(self) -> list[str]:
         problems = await asyncio.to_thread(_unhealthy_deployments)
         for _, name, handle in self._served():
+            if name in self._llm_adapters:
+                continue  # its base's probe covers it; probing would load the adapter
             try:
                 await self._probe(handle)
             except Exception as exc:

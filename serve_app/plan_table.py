@@ -86,15 +86,16 @@ def plan_application(app: dict, card: str | None) -> Plan:
 def render(plan: Plan) -> str:
     card_gb = card_memory_gb(plan.card) if plan.card else 0.0
     where = f"on {plan.card} ({card_gb:g} GB; {plan.context_gb:g} GB CUDA context per replica)"
+    width = max([14, *(len(r.name) + 2 for r in plan.rows)])  # LLM deployments are named by their models
     lines = [
         f"application {plan.app!r} {where if plan.card else '(no gpu_plan, no --gpu)'}",
-        f"{'deployment':<14}{'num_gpus':>9}{'share GB':>10}{'budget GB':>11}{'+ctx GB':>9}"
+        f"{'deployment':<{width}}{'num_gpus':>9}{'share GB':>10}{'budget GB':>11}{'+ctx GB':>9}"
         f"{'min':>5}{'max':>5}{'num_cpus':>10}",
     ]
     for r in plan.rows:
         gpu = r.num_gpus > 0
         lines.append(
-            f"{r.name:<14}{r.num_gpus:>9.2f}{(f'{r.num_gpus * card_gb:.1f}' if gpu and card_gb else '-'):>10}"
+            f"{r.name:<{width}}{r.num_gpus:>9.2f}{(f'{r.num_gpus * card_gb:.1f}' if gpu and card_gb else '-'):>10}"
             f"{(f'{r.budget_gb:.1f}' if r.budget_gb is not None else '-'):>11}"
             f"{(f'{r.budget_gb + plan.context_gb:.1f}' if r.budget_gb is not None else '-'):>9}"
             f"{r.min_replicas:>5}{r.max_replicas:>5}{r.num_cpus:>10g}"

@@ -183,8 +183,10 @@ class FakeLLM:
         self.failure = failure or RuntimeError("engine died: /internal/path")
         self.prompts: list[str] = []
 
-    def card(self) -> ModelCard:
-        return ModelCard(id=self.name, kind="llm", engine="fake", version="v1", max_model_len=self.max_model_len)
+    def card(self, model: str | None = None) -> ModelCard:
+        card = ModelCard(id=self.name, kind="llm", engine="fake", version="v1", max_model_len=self.max_model_len)
+        # As the LLM deployment: an adapter's card names its base as `parent`.
+        return card if model is None else card.model_copy(update={"id": model, "parent": self.name})
 
     def count_tokens(self, text: str | list[str]) -> int | list[int]:
         # The deployment's contract: one text, or a list counted in one call.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
@@ -24,6 +25,7 @@ class SamplingSettings:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    adapter: str | None = None  # a LoRA adapter the engine has loaded (load_adapter); None: the base model
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,14 @@ class Engine(Protocol):
 
     async def check_health(self) -> None:
         """Raise if the engine cannot serve; Serve restarts the replica then."""
+        ...
+
+    async def load_adapter(self, name: str, path: Path) -> None:
+        """Make the LoRA adapter at `path` usable as `SamplingSettings.adapter = name`."""
+        ...
+
+    async def unload_adapter(self, name: str) -> None:
+        """Free what the adapter holds; no generation uses it any more."""
         ...
 
     def shutdown(self) -> None: ...

@@ -21,6 +21,7 @@ from deployments.engines.base import (
     SamplingSettings,
     StopStringMatcher,
 )
+from deployments.engines.lora import PeftAdapters
 from serve_app.config import LLMConfig
 
 _DTYPES = {"auto": "float32", "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
@@ -29,11 +30,15 @@ _DTYPES = {"auto": "float32", "float16": "float16", "bfloat16": "bfloat16", "flo
 class TransformersEngine:
     name = "transformers"
 
-    def __init__(self, model: Any, tokenizer: Any, max_model_len: int):
-        self.model = model
+    def __init__(self, model: Any, tokenizer: Any, max_model_len: int, adapters: bool = False):
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self._eos_ids = _eos_ids(model, tokenizer)
+        self._adapters = PeftAdapters(model, enabled=adapters)
+
+    @property
+    def model(self) -> Any:
+        return self._adapters.base
 
     @classmethod
     def create(cls, model_dir: Path, config: LLMConfig) -> TransformersEngine:
@@ -49,12 +54,12 @@ class TransformersEngine:
             raise ValueError(
                 f"llm.max_model_len={config.max_model_len} exceeds the model's max_position_embeddings={native_len}"
             )
-        return cls(model, tokenizer, config.max_model_len or native_len)
+        return cls(model, tokenizer, config.max_model_len or native_len, adapters=bool(config.adapters))
 
     async def generate(
         self, prompt_ids: list[int], settings: SamplingSettings, request_id: str
     ) -> AsyncIterator[GenerationDelta]:
-        decoding = _Decoding(self.model, prompt_ids, settings)
+        decoding = _Decoding(self._adapters, prompt_ids, settings)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         matcher = StopStringMatcher(settings.stop)
         unreported = 0
@@ -77,11 +82,18 @@ class TransformersEngine:
         # A one-token forward pass: proves the weights are loaded and torch still runs.
         await asyncio.to_thread(self._probe)
 
+    async def load_adapter(self, name: str, path: Path) -> None:
+        await asyncio.to_thread(self._adapters.load, name, path)
+
+    async def unload_adapter(self, name: str) -> None:
+        await asyncio.to_thread(self._adapters.unload, name)
+
     def _probe(self) -> None:
         import torch
 
-        with torch.inference_mode():
-            self.model(input_ids=torch.tensor([[self._eos_ids[0]]]))
+        with torch.inference_mode(), self._adapters.lock:
+            model = self._adapters.model
+            model(input_ids=torch.tensor([[self._eos_ids[0]]]), **self._adapters.forward_kwargs([None]))
 
     def shutdown(self) -> None:
         """Nothing outlives the replica's Python objects."""
@@ -90,12 +102,13 @@ class TransformersEngine:
 class _Decoding:
     """The per-request state of one generation: KV cache, RNG, penalty counts."""
 
-    def __init__(self, model: Any, prompt_ids: list[int], settings: SamplingSettings):
+    def __init__(self, adapters: PeftAdapters, prompt_ids: list[int], settings: SamplingSettings):
         import torch
         from transformers import DynamicCache
 
+        model = adapters.base
         self._torch = torch
-        self._model = model
+        self._adapters = adapters
         self._settings = settings
         self._cache = DynamicCache(config=model.config)
         self._next_input = torch.tensor([prompt_ids], dtype=torch.long)
@@ -106,8 +119,14 @@ class _Decoding:
     def step(self) -> int:
         torch = self._torch
         # inference_mode is thread-local: it must be entered in the worker thread.
+        with torch.inference_mode(), self._adapters.lock:
+            out = self._adapters.model(
+                input_ids=self._next_input,
+                past_key_values=self._cache,
+                use_cache=True,
+                **self._adapters.forward_kwargs([self._settings.adapter]),
+            )
         with torch.inference_mode():
-            out = self._model(input_ids=self._next_input, past_key_values=self._cache, use_cache=True)
             token = self._sample(out.logits[0, -1, :].float())
         self._next_input = torch.tensor([[token]], dtype=torch.long)
         self._counts[token] += 1

@@ -15,6 +15,7 @@ come from `serve_app.runtime`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
@@ -37,6 +38,8 @@ class VLLMEngine:
         self._engine = engine
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
+        self._loras: dict[str, Any] = {}  # adapter name -> its LoRARequest
+        self._lora_ids = itertools.count(1)  # vLLM keys adapters by a positive int, unique per engine
 
     @classmethod
     def create(cls, model_dir: Path, config: LLMConfig) -> VLLMEngine:
@@ -48,9 +51,7 @@ class VLLMEngine:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         # vLLM's own engine metrics (`ray_vllm:*`: KV-cache use, queue, prefix-cache hits...) through
         # Ray's metrics, so the node's exporter serves them beside the app's, as Ray Serve LLM does.
-        engine = AsyncLLM.from_engine_args(
-            to_engine_args(model_dir, config), stat_loggers=[RayPrometheusStatLogger]
-        )
+        engine = AsyncLLM.from_engine_args(to_engine_args(model_dir, config), stat_loggers=[RayPrometheusStatLogger])
         # Read after start-up: the engine core may shrink max_model_len to fit the KV cache.
         return cls(engine, tokenizer, engine.model_config.max_model_len)
 
@@ -62,7 +63,8 @@ class VLLMEngine:
         # An already-rendered token input: vLLM neither re-tokenizes it nor takes
         # its deprecated raw-prompt path, so prefix-cache hits and usage counts
         # follow exactly the ids the deployment validated.
-        stream = self._engine.generate(tokens_input(prompt_ids), to_sampling_params(settings), request_id)
+        lora = {"lora_request": self._loras[settings.adapter]} if settings.adapter else {}
+        stream = self._engine.generate(tokens_input(prompt_ids), to_sampling_params(settings), request_id, **lora)
         async with aclosing(stream):
             try:
                 async for output in stream:
@@ -77,6 +79,20 @@ class VLLMEngine:
 
     async def check_health(self) -> None:
         await self._engine.check_health()
+
+    async def load_adapter(self, name: str, path: Path) -> None:
+        from vllm.lora.request import LoRARequest
+
+        if name not in self._loras:
+            request = LoRARequest(lora_name=name, lora_int_id=next(self._lora_ids), lora_path=str(path))
+            # Loaded now, not on the first request's critical path; vLLM then keeps it in its own LRU (max_loras).
+            await self._engine.add_lora(request)
+            self._loras[name] = request
+
+    async def unload_adapter(self, name: str) -> None:
+        request = self._loras.pop(name, None)
+        if request is not None:
+            await self._engine.remove_lora(request.lora_int_id)
 
     def shutdown(self) -> None:
         self._engine.shutdown()
@@ -97,7 +113,16 @@ def to_engine_args(model_dir: Path, config: LLMConfig) -> AsyncEngineArgs:
         # throughput/KV-cache stats stay on, they are what operators watch.
         enable_log_requests=False,
         disable_log_stats=False,
+        **lora_args(config),
+        # Checked by LLMConfig: none of these repeats an option set above.
+        **config.engine_kwargs,
     )
+
+
+def lora_args(config: LLMConfig) -> dict[str, Any]:
+    if not config.adapters:
+        return {}
+    return {"enable_lora": True, "max_loras": config.max_adapters_per_replica, "max_lora_rank": config.max_lora_rank}
 
 
 def to_sampling_params(settings: SamplingSettings) -> SamplingParams:

@@ -16,6 +16,7 @@ from serve_app.config.app import (
     AppConfig,
     ConfigError,
     parse_app_config,
+    validation_problems,
 )
 from serve_app.config.common import (
     BatchingConfig,
@@ -31,6 +32,8 @@ from serve_app.config.knowledge import (
     QdrantConfig,
 )
 from serve_app.config.llm import (
+    VLLM_OWNED_KWARGS,
+    AdapterConfig,
     LLMConfig,
 )
 from serve_app.config.pipelines import (
@@ -45,6 +48,11 @@ from serve_app.config.speech import (
     SpeechConfig,
     SubtitleConfig,
 )
+from serve_app.config.traffic import (
+    AliasConfig,
+    AliasTarget,
+    TrafficConfig,
+)
 from serve_app.config.vision import (
     ClipEmbedderConfig,
     DetectorConfig,
@@ -56,7 +64,13 @@ __all__ = [
     # common
     "BatchingConfig",
     # llm
+    "AdapterConfig",
     "LLMConfig",
+    "VLLM_OWNED_KWARGS",
+    # traffic
+    "AliasConfig",
+    "AliasTarget",
+    "TrafficConfig",
     # ingress
     "IngressConfig",
     # speech
@@ -83,4 +97,5 @@ __all__ = [
     "AppConfig",
     "ConfigError",
     "parse_app_config",
+    "validation_problems",
 ]

@@ -10,6 +10,7 @@ message naming every bad field by its YAML path, which is what an operator reads
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -25,7 +26,9 @@ from serve_app.config.vision import VisionConfig
 class AppConfig(_Strict):
     model_store: Path = Field(default=Path("models"), description="Root of models/<name>/<version>/.")
     data_dir: Path = Field(default=Path("data"), description="Caches and runtime state.")
-    llm: LLMConfig
+    llms: list[LLMConfig] = Field(
+        min_length=1, description="The LLMs, each its own deployment; `llm:` (one entry) still reads as a list of one."
+    )
     ingress: IngressConfig = IngressConfig()
     speech: SpeechConfig | None = Field(default=None, description="WhisperX ASR; unset: not deployed.")
     video_summary: VideoSummaryConfig | None = Field(
@@ -35,6 +38,52 @@ class AppConfig(_Strict):
     gpu_plan: GPUPlanConfig | None = Field(
         default=None, description="GPU fractions and memory budgets; unset: ray_actor_options from the YAML only."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _singular_llm(cls, args: Any) -> Any:
+        # Configs written before `llms:` keep working: `llm:` is a list of one, deployed under
+        # its old name "LLM" so the YAML's deployment options still apply to it.
+        if not isinstance(args, dict) or "llm" not in args:
+            return args
+        if "llms" in args:
+            raise ValueError("give `llms:` (a list) or the older `llm:` (one LLM), not both")
+        args = dict(args)
+        single = args.pop("llm")
+        args["llms"] = [{"deployment": "LLM", **single} if isinstance(single, dict) else single]
+        return args
+
+    @property
+    def llm(self) -> LLMConfig:
+        """The first LLM: the default for pipelines that name none."""
+        return self.llms[0]
+
+    def llm_serving(self, model: str) -> LLMConfig | None:
+        """The LLM entry whose deployment answers `model` (its served name or one of its adapters)."""
+        return next((llm for llm in self.llms if model in llm.served_ids), None)
+
+    @model_validator(mode="after")
+    def _llm_ids_unique(self) -> AppConfig:
+        ids = [i for llm in self.llms for i in llm.served_ids]
+        names = [llm.deployment_name for llm in self.llms]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"llms: model ids {twice} are served twice (served_name and adapter names must differ)")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"llms: deployment names {twice} are used twice")
+        return self
+
+    @model_validator(mode="after")
+    def _pipeline_llms_served(self) -> AppConfig:
+        named = {"video_summary.llm_model": self.video_summary and self.video_summary.llm_model}
+        if self.vision is not None and self.vision.image_rag is not None:
+            named["vision.image_rag.llm_model"] = self.vision.image_rag.llm_model
+        for path, model in named.items():
+            if model is not None and self.llm_serving(model) is None:
+                served = [i for llm in self.llms for i in llm.served_ids]
+                raise ValueError(f"{path}: {model!r} is not an LLM or adapter in `llms`; served: {served}")
+        return self
 
     @model_validator(mode="after")
     def _pipeline_needs_speech(self) -> AppConfig:
@@ -51,7 +100,8 @@ class AppConfig(_Strict):
             "ClipEmbedder": vision.clip,
             "TextEmbedder": vision.text_embedder,
         }
-        return ["LLM", *(name for name, section in optional.items() if section is not None)]
+        llms = [llm.deployment_name for llm in self.llms]
+        return [*llms, *(name for name, section in optional.items() if section is not None)]
 
     @model_validator(mode="after")
     def _gpu_plan_holds(self) -> AppConfig:
@@ -65,14 +115,15 @@ class AppConfig(_Strict):
                 f"known: {self.gpu_capable_deployments()}"
             )
         problems = plan.violations()
-        claim = plan.claim("LLM")
-        utilization = self.llm.gpu_memory_utilization
-        if claim is not None and utilization is not None and utilization * plan.card_gb > claim.budget_gb:
-            problems.append(
-                f"LLM: vLLM preallocates gpu_memory_utilization {utilization:g} x {plan.card_gb:g} GB = "
-                f"{utilization * plan.card_gb:g} GB, over its memory budget {claim.budget_gb:g} GB; "
-                "leave gpu_memory_utilization unset to derive it from the budget"
-            )
+        for llm in self.llms:
+            claim = plan.claim(llm.deployment_name)
+            utilization = llm.gpu_memory_utilization
+            if claim is not None and utilization is not None and utilization * plan.card_gb > claim.budget_gb:
+                problems.append(
+                    f"{llm.deployment_name}: vLLM preallocates gpu_memory_utilization {utilization:g} x "
+                    f"{plan.card_gb:g} GB = {utilization * plan.card_gb:g} GB, over its memory budget "
+                    f"{claim.budget_gb:g} GB; leave gpu_memory_utilization unset to derive it from the budget"
+                )
         if problems:
             raise ValueError("GPU plan does not fit: " + "; ".join(problems))
         return self
@@ -94,7 +145,12 @@ def parse_app_config(args: dict) -> AppConfig:
     try:
         return AppConfig.model_validate(args)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = validation_problems(exc)
+        if isinstance(args, dict) and "llm" in args:
+            problems = problems.replace("llms.0.", "llm.")  # name the field as the config spells it
         raise ConfigError(f"invalid application config: {problems}") from None
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """Every error of `exc`, each at its YAML path: what an operator reads when a config is refused."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors())

@@ -14,7 +14,9 @@ from serve_app.config.common import _Strict
 
 
 class VideoSummaryConfig(_Strict):
-    llm_model: str | None = Field(default=None, description="Served name of the summarising LLM; default: llm's.")
+    llm_model: str | None = Field(
+        default=None, description="LLM or adapter id of the summarising LLM; default: the first of `llms`."
+    )
     system_prompt: str = "You summarise transcripts of recordings accurately and concisely."
     chunk_prompt: str = Field(
         default="Summarise this part of a transcript in a few sentences.\n\nTranscript:\n{transcript}",
@@ -47,6 +49,9 @@ RAG_PROMPT_FIELDS = {"detections", "retrieved", "question"}
 
 
 class ImageRAGConfig(_Strict):
+    llm_model: str | None = Field(
+        default=None, description="LLM or adapter id that answers; default: the first of `llms`."
+    )
     default_collection: str | None = Field(default=None, description="Used when a request names no collection.")
     default_question: str = "What is in this image?"
     top_k: int = Field(default=5, ge=1, le=100)

@@ -14,6 +14,7 @@ without a model stack.
 """
 
 from serve_app.protocol.common import (
+    AliasTargetCard,
     Deleted,
     ErrorDetail,
     ErrorResponse,
@@ -96,6 +97,7 @@ __all__ = [
     "ErrorDetail",
     "ErrorResponse",
     "ImageData",
+    "AliasTargetCard",
     "ModelCard",
     "ModelList",
     "new_id",

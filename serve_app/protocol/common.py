@@ -29,6 +29,11 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class AliasTargetCard(BaseModel):
+    model: str
+    weight: float
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -40,6 +45,9 @@ class ModelCard(BaseModel):
     max_model_len: int | None = Field(default=None, description="extension: context window")
     embedding_dimension: int | None = Field(default=None, description="extension: embedding models' vector size")
     input_modalities: list[str] | None = Field(default=None, description="extension: e.g. ['text', 'image']")
+    parent: str | None = Field(default=None, description="vLLM's: an adapter's base model id")
+    targets: list[AliasTargetCard] | None = Field(default=None, description="extension: an alias's weighted targets")
+    fallback: str | None = Field(default=None, description="extension: where an alias goes when a target is full")
 
 
 class ModelList(BaseModel):

@@ -34,6 +34,7 @@ class SamplingFields(_Request):
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    user: str | None = Field(default=None, description="The end user: keeps them on one variant of an alias.")
 
     @field_validator("stop")
     @classmethod

@@ -25,21 +25,49 @@ from serve_app.model_store import (
     staging_dir,
     verify,
 )
-from serve_app.tiny_models.llm import build_tiny_llm
+from serve_app.tiny_models.llm import build_tiny_llm, build_tiny_lora
 from serve_app.tiny_models.speech import build_tiny_wav2vec2, build_tiny_whisper
 from serve_app.tiny_models.vision import build_tiny_clip, build_tiny_yolov8n
 
 log = logging.getLogger(__name__)
 
-Builder = Callable[[Path], None]
+# A builder writes one model version into a staging directory; it may read the store (an adapter needs its base).
+Builder = Callable[[Path, Path], None]
 
-TINY_MODELS: dict[str, tuple[str, Builder]] = {
-    "tiny-qwen2": ("v1", build_tiny_llm),
-    "tiny-whisper": ("v1", build_tiny_whisper),
-    "tiny-wav2vec2-en": ("v1", build_tiny_wav2vec2),
-    "tiny-yolov8n": ("v1", build_tiny_yolov8n),
-    "tiny-clip": ("v1", build_tiny_clip),
+
+def _alone(build: Callable[[Path], None], name: str | None = None) -> Builder:
+    def builder(out_dir: Path, store: Path) -> None:
+        build(out_dir)
+
+    builder.__name__ = name or build.__name__  # the manifest's `source`
+    return builder
+
+
+def _tiny_lora(seed: int) -> Builder:
+    def build(out_dir: Path, store: Path) -> None:
+        build_tiny_lora(out_dir, model_dir(store, "tiny-qwen2", "v1"), "tiny-qwen2", seed)
+
+    build.__name__ = f"build_tiny_lora_{seed}"
+    return build
+
+
+# (name, version) -> builder, in build order: an adapter after its base. tiny-qwen2 v2 is a second
+# version (other seed: other tokenizer and weights), for blue-green and canary traffic.
+TINY_MODELS: dict[tuple[str, str], Builder] = {
+    ("tiny-qwen2", "v1"): _alone(build_tiny_llm),
+    ("tiny-qwen2", "v2"): _alone(lambda out_dir: build_tiny_llm(out_dir, seed=1), "build_tiny_llm_seed_1"),
+    ("tiny-qwen2-lora-a", "v1"): _tiny_lora(seed=11),
+    ("tiny-qwen2-lora-b", "v1"): _tiny_lora(seed=12),
+    ("tiny-whisper", "v1"): _alone(build_tiny_whisper),
+    ("tiny-wav2vec2-en", "v1"): _alone(build_tiny_wav2vec2),
+    ("tiny-yolov8n", "v1"): _alone(build_tiny_yolov8n),
+    ("tiny-clip", "v1"): _alone(build_tiny_clip),
 }
+
+
+def tiny_version(name: str) -> str:
+    """The first version of a tiny model (what configs/local.yaml names, unless it says otherwise)."""
+    return next(version for n, version in TINY_MODELS if n == name)
 
 
 def _already_built(root: str | Path, name: str, version: str) -> ModelRef | None:
@@ -53,17 +81,18 @@ def _already_built(root: str | Path, name: str, version: str) -> ModelRef | None
 
 
 def build_all(root: str | Path, force: bool = False, names: list[str] | None = None) -> list[ModelRef]:
-    """Build every registered tiny model (or those in `names`) that is missing or fails verification."""
+    """Build every registered tiny model (or those in `names`: `name` or `name/version`) that is missing
+    or fails verification."""
     refs = []
-    for name, (version, builder) in TINY_MODELS.items():
-        if names is not None and name not in names:
+    for (name, version), builder in TINY_MODELS.items():
+        if names is not None and name not in names and f"{name}/{version}" not in names:
             continue
         ref = None if force else _already_built(root, name, version)
         if ref is None:
             started = time.perf_counter()
             staging = staging_dir(root, name, version)
             try:
-                builder(staging)
+                builder(staging, Path(root))
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -228,3 +229,35 @@ def build_tiny_llm(out_dir: Path, seed: int = 0) -> None:
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+
+
+def build_tiny_lora(out_dir: Path, base_dir: Path, base_name: str, seed: int) -> None:
+    """A rank-8 LoRA adapter for the tiny LLM, built with peft, with random non-zero weights.
+
+    peft initialises B to zero (an adapter that changes nothing) unless told otherwise; random A
+    and B make the adapter's answers differ from the base's, which is what the tests check.
+    """
+    force_offline_defaults()
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        lora = LoraConfig(
+            r=8,
+            lora_alpha=16,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"],
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(base, lora)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    # The base as the model store names it (peft wrote the build's path): what the LLM deployment checks.
+    config_path = out_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base_name
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (out_dir / "README.md").unlink(missing_ok=True)  # peft's model-card stub, naming the build's temp path

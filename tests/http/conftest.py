@@ -122,6 +122,7 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
     """`serve_ingress(models, services, api_key=..., **IngressConfig fields)` -> a client of that Ingress.
 
     `unhealthy` maps deployments to the status serve.status() reports for them (else HEALTHY).
+    `llm_adapters` (adapter id -> base id) and `user_config` (the traffic table) are passed as Serve does.
     Several may run in one test; each client reaches its own replica.
     """
     clients: list[TestClient] = []
@@ -132,12 +133,16 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         *,
         api_key: str | None = None,
         unhealthy: dict[str, str] | None = None,
+        llm_adapters: dict[str, str] | None = None,
+        user_config: dict | None = None,
         **ingress: Any,
     ) -> TestClient:
         if api_key is not None:
             monkeypatch.setenv(KEY_ENV, api_key)
             ingress["api_key_env"] = KEY_ENV
-        replica = _replica(models, services or {}, IngressConfig(**ingress))
+        replica = _replica(models, services or {}, IngressConfig(**ingress), llm_adapters)
+        if user_config is not None:
+            replica.reconfigure(user_config)
         served = Served(replica, _status(models, services or {}, unhealthy or {}))
         # The client sees what an HTTP client would: a 500 envelope, not the server's traceback.
         client = TestClient(served, raise_server_exceptions=False)
@@ -155,13 +160,13 @@ def client(serve_ingress, backends) -> TestClient:
     return serve_ingress(**backends)
 
 
-def _replica(models: dict, services: dict, config: IngressConfig) -> _Replica:
+def _replica(models: dict, services: dict, config: IngressConfig, llm_adapters: dict | None = None) -> _Replica:
     """The class Serve runs in the replica, through its own (async) constructor."""
     replica = _Replica.__new__(_Replica)
     # A loop of its own: asyncio.run would unset the current loop that pytest-asyncio keeps.
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(replica.__init__(models, services, config))
+        loop.run_until_complete(replica.__init__(models, services, config, llm_adapters))
     finally:
         loop.close()
     for refusal in (BackPressureError, DeploymentUnavailableError):

@@ -17,9 +17,15 @@ pytestmark = pytest.mark.slow
 APP = "prod-plan"
 
 
+TINY_ADAPTERS = ["tiny-qwen2-lora-a", "tiny-qwen2-lora-b"]
+
+
 def _tiny_model(app: dict) -> None:
-    app["args"]["llm"].update(served_name=LOCAL_MODEL, model=LOCAL_MODEL, version="v1", dtype="auto")
-    app["args"]["llm"]["max_model_len"] = 1024
+    # Served names stay prod.yaml's, so its traffic table (the Ingress's user_config) applies as written.
+    for version, llm in zip(("v1", "v2"), app["args"]["llms"], strict=True):
+        llm.update(model=LOCAL_MODEL, version=version, dtype="auto", max_model_len=1024)
+        for i, adapter in enumerate(llm.get("adapters", [])):
+            adapter.update(model=TINY_ADAPTERS[i % 2], version="v1")
     speech = app["args"]["speech"]
     speech.update(model="tiny-whisper", version="v1", beam_size=1, max_new_tokens=24, cpu_threads=1)
     speech["aligners"] = {"en": {"model": "tiny-wav2vec2-en", "version": "v1"}}
@@ -54,19 +60,19 @@ async def test_llm_replica_holds_its_gpu_fraction_and_falls_back_to_cpu(prod_pla
 def test_autoscaled_deployments_start_at_min_replicas(prod_plan):
     deployments = serve.status().applications[APP].deployments
     autoscaled = [d["name"] for d in prod_plan["deployments"] if "autoscaling_config" in d]
-    assert {"Ingress", "LLM", "ASR", "VideoSummary", "Detector", "ClipEmbedder", "ImageRAG"} <= set(autoscaled)
+    assert {"Ingress", "LLM", "LLM-qwen2.5-1.5b-instruct", "ASR", "VideoSummary", "ImageRAG"} <= set(autoscaled)
     for name in autoscaled:
         minimum = serve_harness.deployment_options(prod_plan, name)["autoscaling_config"]["min_replicas"]
         running = deployments[name].replica_states.get("RUNNING", 0)
         assert running == minimum, f"{name}: {running} running, min_replicas {minimum}"
 
 
-async def test_prod_plan_app_serves_chat(prod_plan):
+@pytest.mark.parametrize("model", ["qwen2.5-1.5b-instruct", "support-v6", "assistant"])
+async def test_prod_plan_app_serves_each_llm_adapter_and_alias(prod_plan, model):
     app = serve.get_app_handle(APP)
-    reply = await app.chat.remote(
-        {"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    )
+    reply = await app.chat.remote({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
     assert reply.choices[0].message.content is not None
+    assert reply.model == ("qwen2.5-7b-instruct" if model == "assistant" else model)
 
 
 async def test_prod_plan_transcribes_through_the_alias(prod_plan):

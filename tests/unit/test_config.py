@@ -108,7 +108,7 @@ def test_out_of_range_gpu_memory_utilization_is_rejected_naming_the_field(value)
 
 
 def test_missing_llm_section_is_rejected_naming_it():
-    with pytest.raises(ConfigError, match=r"\bllm\b"):
+    with pytest.raises(ConfigError, match=r"\bllms: Field required"):
         parse_app_config({"model_store": "models"})
 
 

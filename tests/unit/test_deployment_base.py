@@ -16,7 +16,7 @@ import yaml
 from deployments import base
 from deployments.base import ModelDeployment
 from deployments.embedding_common import EmbeddingDeployment
-from serve_app.config import LLMConfig
+from serve_app.config import LLMConfig, parse_app_config
 from serve_app.gpu_plan import GPUClaim
 from serve_app.model_store import ModelRef, ModelStoreError
 from tests.fakes import FakeEngine
@@ -226,7 +226,8 @@ def test_each_class_is_named_as_its_deployment(name):
 @pytest.mark.parametrize("config", ["local.yaml", "prod.yaml"])
 def test_the_yaml_configs_name_only_these_deployments(config):
     app = yaml.safe_load((REPO / "configs" / config).read_text())["applications"][0]
-    assert {d["name"] for d in app["deployments"]} <= {*MODEL_DEPLOYMENTS, *OTHER_DEPLOYMENTS}
+    llms = {llm.deployment_name for llm in parse_app_config(app["args"]).llms}  # one deployment per LLM
+    assert {d["name"] for d in app["deployments"]} <= {*MODEL_DEPLOYMENTS, *OTHER_DEPLOYMENTS, *llms}
 
 
 def test_deployment_modules_import_no_heavy_library():

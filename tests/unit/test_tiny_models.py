@@ -11,16 +11,17 @@ import pytest
 import transformers
 
 from serve_app.model_store import MANIFEST, ModelRef, verify, write_manifest
-from serve_app.tiny_models import TINY_MODELS, build_all, build_tiny_llm
+from serve_app.tiny_models import build_all, build_tiny_llm, tiny_version
 
 NAME = "tiny-qwen2"
-VERSION = TINY_MODELS[NAME][0]
+VERSION = tiny_version(NAME)
+ONLY = [f"{NAME}/{VERSION}"]
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("store")
-    build_all(root, names=[NAME])
+    build_all(root, names=ONLY)
     return root
 
 
@@ -41,7 +42,7 @@ def model(llm_dir: Path):
 
 def test_build_all_skips_valid_versions(store: Path) -> None:
     manifest = (store / NAME / VERSION / MANIFEST).read_bytes()
-    assert build_all(store, names=[NAME]) == [ModelRef(NAME, VERSION, store / NAME / VERSION)]
+    assert build_all(store, names=ONLY) == [ModelRef(NAME, VERSION, store / NAME / VERSION)]
     assert (store / NAME / VERSION / MANIFEST).read_bytes() == manifest
     assert sorted(p.name for p in (store / NAME).iterdir()) == [VERSION]
 
@@ -98,7 +99,7 @@ def test_build_all_replaces_a_corrupt_version(llm_dir: Path, tmp_path: Path) -> 
     corrupt = tmp_path / NAME / VERSION
     shutil.copytree(llm_dir, corrupt)
     (corrupt / "config.json").write_text("{}")
-    [ref] = build_all(tmp_path, names=[NAME])
+    [ref] = build_all(tmp_path, names=ONLY)
     assert ref.path == corrupt
     assert verify(tmp_path, NAME, VERSION) == ref
     assert _manifest_files(corrupt) == _manifest_files(llm_dir)

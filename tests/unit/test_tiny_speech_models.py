@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from serve_app.model_store import verify
-from serve_app.tiny_models import TINY_MODELS, build_all
+from serve_app.tiny_models import build_all, tiny_version
 from serve_app.tiny_models.speech import WHISPER_MEL_BINS, WHISPER_VOCAB_SIZE
 from tests import speech_media
 
@@ -26,7 +26,7 @@ def test_whisper_has_the_large_v3_multilingual_layout(store: Path) -> None:
     from faster_whisper import WhisperModel
     from faster_whisper.tokenizer import Tokenizer
 
-    path = verify(store, WHISPER, TINY_MODELS[WHISPER][0]).path
+    path = verify(store, WHISPER, tiny_version(WHISPER)).path
     assert json.loads((path / "preprocessor_config.json").read_text())["feature_size"] == WHISPER_MEL_BINS
     assert len(json.loads((path / "vocabulary.json").read_text())) == WHISPER_VOCAB_SIZE
     model = WhisperModel(str(path), device="cpu", compute_type="int8", local_files_only=True)
@@ -43,7 +43,7 @@ def test_whisper_has_the_large_v3_multilingual_layout(store: Path) -> None:
 def test_aligner_loads_through_whisperx(store: Path) -> None:
     import whisperx
 
-    path = verify(store, ALIGNER, TINY_MODELS[ALIGNER][0]).path
+    path = verify(store, ALIGNER, tiny_version(ALIGNER)).path
     model, metadata = whisperx.load_align_model("en", "cpu", model_name=str(path))
     assert metadata["type"] == "huggingface"
     assert set("abcxyz") <= set(metadata["dictionary"])

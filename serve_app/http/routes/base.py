@@ -7,26 +7,35 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.config import IngressConfig
 from serve_app.errors import NotFound, ServiceUnavailable
 from serve_app.http.metrics import note_model
+from serve_app.traffic import TrafficTable
 
 
 class Backends:
     """Model handles by kind and served name, plus pipeline and store handles by role.
 
-    `_models["llm"]["tiny-qwen2"]` is the handle of the deployment serving that model;
-    `_services["video_summary"]` a non-model deployment. Set by `Ingress.__init__`.
+    `_models["llm"]["tiny-qwen2"]` is the handle of the deployment serving that model; an adapter's
+    entry is its base deployment's handle carrying the adapter as Serve's multiplexed model id, so
+    Serve routes it to a replica that already holds the adapter. `_services["video_summary"]` is a
+    non-model deployment. `_traffic` resolves aliases. Set by `Ingress.__init__` / `reconfigure`.
     """
 
     _models: dict[str, dict[str, DeploymentHandle]]
     _services: dict[str, DeploymentHandle]
     _config: IngressConfig
+    _traffic: TrafficTable
 
     def _model(self, kind: str, name: str) -> DeploymentHandle:
         note_model(name)
         handle = self._models.get(kind, {}).get(name)
         if handle is None:
             served = sorted(self._models.get(kind, {}))
+            if kind == "llm":
+                served += sorted(a.name for a in self._traffic.aliases)
             raise NotFound(f"The model '{name}' does not exist; {kind} models served here: {served}", param="model")
         return handle
+
+    def _llm(self, name: str) -> DeploymentHandle:
+        return self._model("llm", name)
 
     def _service(self, role: str) -> DeploymentHandle:
         handle = self._services.get(role)
