@@ -31,7 +31,7 @@ MESSAGES = [{"role": "user", "content": "Write one sentence about the sea."}]
 def main() -> None:
     args = _args()
     config = yaml.safe_load(Path(args.config).read_text())
-    llm = config["applications"][0]["args"]["llm"]
+    llm = config["applications"][0]["args"]["llms"][0]
     with serving(args.config, args.base_url) as base_url:
         http = asyncio.run(_measure_http(base_url, llm["served_name"], args))
     direct = asyncio.run(_measure_direct(config["applications"][0], args))

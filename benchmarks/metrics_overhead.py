@@ -39,7 +39,7 @@ def main() -> None:
         serve_harness.start_serve(port)
         serve_harness.deploy_apps([_app("on", metrics=True), _app("off", metrics=False)], timeout_s=600)
         base = f"http://127.0.0.1:{port}"
-        model = serve_harness.load_config("local.yaml")["applications"][0]["args"]["llm"]["served_name"]
+        model = serve_harness.first_llm_name(serve_harness.load_config("local.yaml")["applications"][0])
         with httpx.Client(base_url=base, timeout=120) as http:
             rows = {
                 "chat": _alternate(http, "/v1/chat/completions", {**CHAT, "model": model}, args.requests),
@@ -61,6 +61,7 @@ def _args() -> argparse.Namespace:
 
 def _app(name: str, metrics: bool) -> dict:
     def slim(app: dict) -> None:
+        serve_harness.one_llm(app)
         args = app["args"]
         for section in ("speech", "video_summary"):
             args.pop(section, None)

@@ -187,6 +187,7 @@ def _add_gpu_worker(cluster):
 
 def _slim(app: dict, vision_replicas: int) -> None:
     """local.yaml with only the LLM, Detector and CLIP (or the LLM alone), GPU fractions, the Ingress on the head."""
+    serve_harness.one_llm(app)
     args = app["args"]
     for key in ("speech", "video_summary"):
         args.pop(key, None)
@@ -297,7 +298,7 @@ class Load:
     def __init__(self, base_url: str, app_args: dict, clients: int, timeout_s: float):
         self._base_url = base_url
         self._timeout_s = timeout_s
-        self._llm = app_args["llm"]["served_name"]
+        self._llm = app_args["llms"][0]["served_name"]
         vision = app_args.get("vision")
         self._detector = vision["detector"]["served_name"] if vision else None
         self._clip = vision["clip"]["served_name"] if vision else None
@@ -308,8 +309,7 @@ class Load:
         self._outcomes: list[Outcome] = []
         self._t0 = time.monotonic()
         self._threads = [
-            threading.Thread(target=self._client, args=(kinds[i % len(kinds)],), daemon=True)
-            for i in range(clients)
+            threading.Thread(target=self._client, args=(kinds[i % len(kinds)],), daemon=True) for i in range(clients)
         ]
 
     def now(self) -> float:

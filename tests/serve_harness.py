@@ -195,8 +195,24 @@ def deployment_options(app: dict, name: str) -> dict:
     return next(d for d in app["deployments"] if d["name"] == name)
 
 
+def one_llm(app: dict) -> None:
+    """An `edit` for `application`: the first of `llms` alone (its adapters kept), without the traffic
+    table, whose aliases name the others."""
+    app["args"]["llms"] = app["args"]["llms"][:1]
+    dropped = {d["name"] for d in app["deployments"] if d["name"].startswith("LLM-")}
+    app["deployments"] = [d for d in app["deployments"] if d["name"] not in dropped]
+    for options in app["deployments"]:
+        if options["name"] == "Ingress":
+            options.pop("user_config", None)
+
+
+def first_llm_name(app: dict) -> str:
+    return app["args"]["llms"][0]["served_name"]
+
+
 def llm_only(app: dict) -> None:
-    """An `edit` for `application`: just the Ingress and the LLM (two replicas, ~2 GB less than the full app)."""
+    """An `edit` for `application`: just the Ingress and the first LLM (two replicas, ~2 GB less than the full app)."""
+    one_llm(app)
     for section in ("speech", "video_summary", "vision"):
         app["args"].pop(section, None)
     app["deployments"] = [d for d in app["deployments"] if d["name"] in ("Ingress", "LLM")]

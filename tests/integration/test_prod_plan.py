@@ -89,7 +89,7 @@ def test_every_planned_deployment_runs_on_its_gpu_fraction_within_one_gpu(prod_p
     # otherwise, so RUNNING replicas of every planned deployment prove the placement.
     deployments = serve.status().applications[APP].deployments
     plan = prod_plan["args"]["gpu_plan"]["deployments"]
-    assert set(plan) == {"LLM", "ASR", "Detector", "ClipEmbedder", "TextEmbedder"}
+    assert set(plan) == {"LLM", "LLM-qwen2.5-1.5b-instruct", "ASR", "Detector", "ClipEmbedder", "TextEmbedder"}
     for name in plan:
         assert deployments[name].replica_states.get("RUNNING", 0) >= 1, name
     assert 0 < sum(b["num_gpus"] for b in plan.values()) <= 1.0  # one of each, at min_replicas
