@@ -10,6 +10,7 @@ Plain async code over deployment handles; `ImageRAG` is the thin deployment arou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from serve_app import metrics
 from serve_app.config import ImageRAGConfig
 from serve_app.errors import InvalidRequest, parse_request
 from serve_app.images import ImageLimits, decode_image, image_bytes
+from serve_app.llm_handles import LLMHandles
 from serve_app.protocol import (
     ChatCompletionRequest,
     Detection,
@@ -209,8 +211,17 @@ async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
 
 @serve.deployment(name="ImageRAG")
 class ImageRAG:
-    def __init__(self, handles: RAGHandles, models: RAGModels, config: ImageRAGConfig, limits: ImageLimits):
-        self._handles = handles
+    def __init__(
+        self,
+        handles: RAGHandles,
+        models: RAGModels,
+        config: ImageRAGConfig,
+        limits: ImageLimits,
+        llms: dict[str, DeploymentHandle] | None = None,
+        llm_adapters: dict[str, str] | None = None,
+    ):
+        self._handles = handles  # .llm answers the configured model; `llms` a request naming another
+        self._llms = LLMHandles(llms or {}, llm_adapters)
         self._models = models
         self._config = config
         self._limits = limits
@@ -241,5 +252,8 @@ class ImageRAG:
     async def _events(self, request: ImageRAGRequest | dict) -> AsyncIterator[ImageRAGEvent]:
         request = parse_request(ImageRAGRequest, request)
         run_id = f"imgrag-{time.time_ns():x}"
-        async for event in image_rag_events(self._handles, self._models, self._config, self._limits, request):
+        handles = self._handles
+        if request.model and self._llms:
+            handles = dataclasses.replace(handles, llm=self._llms.pick(request.model))
+        async for event in image_rag_events(handles, self._models, self._config, self._limits, request):
             yield event.model_copy(update={"id": run_id})

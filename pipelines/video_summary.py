@@ -24,6 +24,7 @@ from ray.serve.handle import DeploymentHandle
 from serve_app import metrics
 from serve_app.config import VideoSummaryConfig
 from serve_app.errors import InvalidRequest, parse_request
+from serve_app.llm_handles import LLMHandles
 from serve_app.protocol import (
     ChatCompletionRequest,
     SpeechTimings,
@@ -254,22 +255,29 @@ class VideoSummary:
         asr: DeploymentHandle,
         llm: DeploymentHandle,
         config: VideoSummaryConfig,
+        llms: dict[str, DeploymentHandle] | None = None,
+        llm_adapters: dict[str, str] | None = None,
     ):
         self._asr = asr
-        self._llm = llm
+        self._llm = llm  # the configured summariser's; `llms` answers a request naming another
+        self._llms = LLMHandles(llms or {}, llm_adapters)
         self._config = config
+
+    def _llm_for(self, options: VideoSummaryOptions) -> DeploymentHandle:
+        return self._llms.pick(options.model) if options.model and self._llms else self._llm
 
     async def summarize(
         self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
     ) -> VideoSummaryResult:
         with metrics.pipeline_run(PIPELINE):
             options = parse_request(VideoSummaryOptions, options or {})
-            return await summarize_video(self._asr, self._llm, self._config, media, options)
+            return await summarize_video(self._asr, self._llm_for(options), self._config, media, options)
 
     async def summarize_stream(
         self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
     ) -> AsyncIterator[VideoSummaryEvent]:
         with metrics.pipeline_run(PIPELINE):
             options = parse_request(VideoSummaryOptions, options or {})
-            async for event in summarize_video_stream(self._asr, self._llm, self._config, media, options):
+            llm = self._llm_for(options)
+            async for event in summarize_video_stream(self._asr, llm, self._config, media, options):
                 yield event

@@ -18,18 +18,16 @@ def build_app(args: dict) -> Application:
     # Handles by kind and served id (routes pick by the request's `model`), and by role. Every
     # id an LLM deployment answers (its base model and its adapters) maps to that deployment.
     llms: dict[str, Application] = {}
-    adapters: dict[str, str] = {}
     for entry in config.llms:
         llm = bind_planned(LLM.options(name=entry.deployment_name), config, entry, config.model_store, config.data_dir)
         llms.update(dict.fromkeys(entry.served_ids, llm))
-        adapters.update(dict.fromkeys((a.name for a in entry.adapters), entry.served_name))
     models: dict[str, dict[str, Application]] = {"llm": llms}
     services: dict[str, Application] = {}
     if config.speech is not None:
         add_speech(config, llms, models, services)
     if config.vision is not None:
         add_vision(config, llms, models, services)
-    return Ingress.bind(models, services, config.ingress, adapters)
+    return Ingress.bind(models, services, config.ingress, config.llm_adapters)
 
 
 def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Application:
@@ -55,7 +53,8 @@ def add_speech(config: AppConfig, llms: dict[str, Application], models: dict, se
         from pipelines.video_summary import VideoSummary
 
         llm_model = config.video_summary.llm_model or config.llm.served_name
-        services["video_summary"] = VideoSummary.bind(asr, llms[llm_model], config.video_summary)
+        summary = config.video_summary
+        services["video_summary"] = VideoSummary.bind(asr, llms[llm_model], summary, llms, config.llm_adapters)
 
 
 def add_vision(config: AppConfig, llms: dict[str, Application], models: dict, services: dict) -> None:
@@ -93,4 +92,4 @@ def add_vision(config: AppConfig, llms: dict[str, Application], models: dict, se
         llm_model = rag.llm_model or config.llm.served_name
         handles = RAGHandles(detector=detector, embedder=clip, store=store, llm=llms[llm_model])
         names = RAGModels(detector=detector_name, embedder=vision.clip.served_name, llm=llm_model)
-        services["image_rag"] = ImageRAG.bind(handles, names, rag, limits)
+        services["image_rag"] = ImageRAG.bind(handles, names, rag, limits, llms, config.llm_adapters)

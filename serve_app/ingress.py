@@ -20,6 +20,7 @@ from serve_app.http.routes.knowledge import KnowledgeRoutes
 from serve_app.http.routes.llm import LLMRoutes
 from serve_app.http.routes.speech import SpeechRoutes
 from serve_app.http.routes.vision import VisionRoutes
+from serve_app.llm_handles import LLMHandles
 from serve_app.protocol import AliasTargetCard, ModelCard, ModelList
 from serve_app.traffic import TrafficTable
 
@@ -45,9 +46,7 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
         llm_adapters: dict[str, str] | None = None,
     ):
         self._llm_adapters = llm_adapters or {}  # adapter id -> its base LLM's id
-        llms = models.get("llm", {})
-        for adapter in self._llm_adapters:
-            llms[adapter] = llms[adapter].options(multiplexed_model_id=adapter)
+        models = {**models, "llm": dict(LLMHandles(models.get("llm", {}), self._llm_adapters))}
         self._models = models
         self._services = services
         self._config = config

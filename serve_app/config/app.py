@@ -58,6 +58,11 @@ class AppConfig(_Strict):
         """The first LLM: the default for pipelines that name none."""
         return self.llms[0]
 
+    @property
+    def llm_adapters(self) -> dict[str, str]:
+        """Every adapter's id, mapped to its base LLM's id."""
+        return {a.name: llm.served_name for llm in self.llms for a in llm.adapters}
+
     def llm_serving(self, model: str) -> LLMConfig | None:
         """The LLM entry whose deployment answers `model` (its served name or one of its adapters)."""
         return next((llm for llm in self.llms if model in llm.served_ids), None)

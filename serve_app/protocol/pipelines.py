@@ -24,7 +24,7 @@ class VideoSummaryOptions(_Request):
     language: str | None = Field(default=None, description="ISO-639-1 code; None: detected.")
     prompt: str | None = Field(default=None, description="Initial prompt for the ASR decoder.")
     diarize: bool = False
-    model: str | None = Field(default=None, description="LLM served name; None: the configured one.")
+    model: str | None = Field(default=None, description="LLM, adapter or alias id; None: the configured one.")
     max_summary_tokens: int | None = Field(default=None, ge=1, description="Per LLM call; None: config default.")
     chunk_tokens: int | None = Field(default=None, ge=32, description="Transcript tokens per map chunk.")
 
@@ -69,7 +69,7 @@ class ImageRAGRequest(_Request):
     crops: bool = Field(default=False, description="Also embed and search each detected object's crop.")
     conf: float = Field(default=0.25, ge=0.0, le=1.0)
     max_det: int = Field(default=20, ge=1, le=300)
-    model: str | None = Field(default=None, description="LLM served name; default: the configured one.")
+    model: str | None = Field(default=None, description="LLM, adapter or alias id; default: the configured one.")
     max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
     stream: bool = False

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import IngressConfig
 from serve_app.errors import NotFound, ServiceUnavailable
 from serve_app.http.metrics import note_model
 from serve_app.traffic import TrafficTable
+
+PipelineRequest = TypeVar("PipelineRequest", bound=BaseModel)  # with a `model: str | None` naming its LLM
 
 
 class Backends:
@@ -36,6 +41,13 @@ class Backends:
 
     def _llm(self, name: str) -> DeploymentHandle:
         return self._model("llm", name)
+
+    def _pipeline_llm(self, options: PipelineRequest) -> PipelineRequest:
+        """A pipeline request naming an alias, rewritten to name the target picked for it: the pipeline
+        then calls that LLM directly (pipelines route by model id, aliases are the Ingress's)."""
+        if options.model is None or options.model not in self._traffic:
+            return options
+        return options.model_copy(update={"model": self._traffic.resolve(options.model).model})
 
     def _service(self, role: str) -> DeploymentHandle:
         handle = self._services.get(role)

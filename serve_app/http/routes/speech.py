@@ -116,9 +116,11 @@ class SpeechRoutes(Backends):
         return await self._model("asr", options.model or "").transcribe.remote(media, options)
 
     async def summarize_video(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None) -> Any:
-        return await self._service("video_summary").summarize.remote(media, options or {})
+        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}))
+        return await self._service("video_summary").summarize.remote(media, options)
 
     async def video_summary_stream(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None):
+        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}))
         handle = self._service("video_summary").options(stream=True)
-        async for event in handle.summarize_stream.remote(media, options or {}):
+        async for event in handle.summarize_stream.remote(media, options):
             yield event
