@@ -77,6 +77,9 @@ class Adapters:
     async def acquire(self, name: str) -> None:
         """Load `name` if it is not resident (an LRU hit otherwise) and hold it for one generation."""
         await self._resident(name)
+        self.hold(name)
+
+    def hold(self, name: str) -> None:
         self._users[name] += 1
 
     async def release(self, name: str) -> None:
@@ -94,7 +97,7 @@ class Adapters:
             raise ServiceUnavailable(
                 f"The adapter '{name}' could not be loaded: {exc}", code="adapter_unavailable"
             ) from None
-        self._users[name] += 1
+        self.hold(name)
         return _Resident(self, name, asyncio.get_running_loop())
 
 

@@ -22,6 +22,8 @@ class PeftAdapters:
         self.base = model
         self._peft: Any = None
         self._lock: AbstractContextManager = threading.Lock() if enabled else nullcontext()
+        if enabled:
+            import peft  # noqa: F401  (at start: importing it would cost the first adapter's request ~0.6 s)
 
     @property
     def lock(self) -> AbstractContextManager:

@@ -248,7 +248,7 @@ def build_tiny_lora(out_dir: Path, base_dir: Path, base_name: str, seed: int) ->
         lora = LoraConfig(
             r=8,
             lora_alpha=16,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"],
+            target_modules=["q_proj", "v_proj"],  # peft's default for Qwen2, and the usual choice
             init_lora_weights=False,
             task_type="CAUSAL_LM",
         )

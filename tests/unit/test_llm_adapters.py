@@ -15,8 +15,9 @@ import pytest
 
 from deployments.engines.base import SamplingSettings
 from deployments.engines.transformers_engine import TransformersEngine
-from deployments.llm_adapters import AdapterRefused, check_adapter
+from deployments.llm_adapters import AdapterRefused, Adapters, check_adapter
 from serve_app.config import AdapterConfig, LLMConfig
+from serve_app.errors import ServiceUnavailable
 from serve_app.model_store import model_dir
 from serve_app.tiny_models import build_all
 
@@ -97,3 +98,47 @@ def test_a_missing_adapter_is_refused_by_name(store):
     missing = AdapterConfig(name="lora-z", model="tiny-qwen2-lora-z", version="v1")
     with pytest.raises(AdapterRefused, match=r"adapters\[lora-z\]: model tiny-qwen2-lora-z/v1 not found"):
         check_adapter(missing, LLM, store)
+
+
+class RecordingEngine:
+    def __init__(self):
+        self.loaded: list[str] = []
+        self.unloaded: list[str] = []
+
+    async def load_adapter(self, name: str, path: Path) -> None:
+        self.loaded.append(name)
+
+    async def unload_adapter(self, name: str) -> None:
+        self.unloaded.append(name)
+
+
+async def settle() -> None:
+    """Let the release __del__ scheduled run: a callback, then the task it creates."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_an_evicted_adapter_stays_loaded_until_its_last_generation_ends(store):
+    engine = RecordingEngine()
+    adapters = Adapters(engine, LLM, store)
+    resident = await adapters._load("lora-a")  # what serve.multiplexed calls on a miss
+    adapters.hold("lora-a")  # a generation in flight
+    resident.__del__()  # Serve's LRU evicts it (from a worker thread)
+    await settle()
+    assert engine.unloaded == []
+    await adapters.release("lora-a")  # the generation ends
+    assert (engine.loaded, engine.unloaded) == (["lora-a"], ["lora-a"])
+    resident.__del__()  # garbage collection calls it again: nothing more
+    await settle()
+    assert engine.unloaded == ["lora-a"]
+
+
+async def test_an_adapter_whose_files_changed_after_start_answers_503_for_itself(store, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    adapters = Adapters(RecordingEngine(), LLM, copy)
+    (copy / "tiny-qwen2-lora-b" / "v1" / "adapter_model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(ServiceUnavailable, match=r"adapter 'lora-b' could not be loaded: .*sha256") as refused:
+        await adapters._load("lora-b")
+    assert (refused.value.status, refused.value.code) == (503, "adapter_unavailable")
+    await adapters._load("lora-a")  # the other adapter still loads
