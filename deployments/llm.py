@@ -25,7 +25,7 @@ from ray import serve
 
 from deployments import llm_requests as mapping
 from deployments.base import ModelDeployment
-from deployments.engines.base import GenerationDelta
+from deployments.engines.base import GenerationDelta, SamplingSettings
 from deployments.gpu_budget import vllm_memory_utilization
 from deployments.llm_adapters import Adapters
 from serve_app import metrics
@@ -174,11 +174,9 @@ class LLM(ModelDeployment):
         """Validate the request against the context window, load its adapter if any, then start generating."""
         settings = mapping.sampling_settings(request, len(prompt_ids), self._engine.max_model_len, prompt_param)
         if request.model != self.served_name:
+            await self._adapters.load(request.model)
             settings = dataclasses.replace(settings, adapter=request.model)
-            await self._adapters.acquire(request.model)
-            deltas = self._holding_adapter(
-                self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex), request.model
-            )
+            deltas = self._holding_adapter(prompt_ids, settings)
         else:
             deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
         # The clock starts here, once the request passed validation: TTFT includes the engine's queue.
@@ -186,14 +184,18 @@ class LLM(ModelDeployment):
         return mapping.Accumulator(prompt_tokens=len(prompt_ids)), tracked
 
     async def _holding_adapter(
-        self, deltas: AsyncIterator[GenerationDelta], adapter: str
+        self, prompt_ids: list[int], settings: SamplingSettings
     ) -> AsyncIterator[GenerationDelta]:
+        # Held from the generation's first step to its end; a stream cut before its first token never
+        # started this, so it holds nothing. Acquiring again is an LRU hit unless evicted since `load`.
+        await self._adapters.acquire(settings.adapter)
+        deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
         try:
             async for delta in deltas:
                 yield delta
         finally:
             await deltas.aclose()
-            await self._adapters.release(adapter)
+            await self._adapters.release(settings.adapter)
 
 
 class GenerationStats:

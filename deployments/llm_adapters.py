@@ -74,8 +74,12 @@ class Adapters:
     def version(self, name: str) -> str:
         return self._declared[name].version
 
+    async def load(self, name: str) -> None:
+        """Load `name` if it is not resident (an LRU hit otherwise): a bad adapter fails here, before any output."""
+        await self._resident(name)
+
     async def acquire(self, name: str) -> None:
-        """Load `name` if it is not resident (an LRU hit otherwise) and hold it for one generation."""
+        """Load `name` if needed and hold it for one generation (until `release`)."""
         await self._resident(name)
         self.hold(name)
 

@@ -93,6 +93,8 @@ class LLMRoutes(Backends):
             yield chunk
 
     def _route(self, body: ChatCompletionRequest | CompletionRequest, request: Request | None = None) -> Routed:
+        if body.model not in self._traffic:
+            return Routed(Route(body.model))
         return Routed(self._traffic.resolve(body.model, body.user or _api_key_identity(request)))
 
     async def _chat(self, body: ChatCompletionRequest, routed: Routed) -> ChatCompletion:
