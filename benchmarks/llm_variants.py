@@ -4,7 +4,8 @@
 
 One Ray runs a slim local.yaml (the Ingress and its two LLMs: tiny-qwen2 with two LoRA adapters,
 and tiny-qwen2-v2; the `assistant` alias splits 90/10 between the versions). It prints:
-- adapter cold load: the first request to each adapter against the same request once loaded;
+- adapter cold load: the first request to each adapter against the same request once loaded (the
+  first adapter on a replica also pays for peft wrapping the model and Serve starting its multiplexer);
 - throughput at 8 concurrent requests mixed over the base and two adapters, against the base alone
   (completion tokens per second, same prompts and lengths, measured back to back);
 - split accuracy over --split-requests requests to the alias (no user: a weighted draw each), and
@@ -119,10 +120,14 @@ async def _tokens_per_s(http: httpx.AsyncClient, models: list[str], requests: in
 
 
 async def _throughput(http: httpx.AsyncClient, requests: int) -> None:
-    base = await _tokens_per_s(http, [BASE], requests)
-    mixed = await _tokens_per_s(http, [BASE, *ADAPTERS], requests)
-    print(f"\nthroughput at 8 concurrent, {requests} requests of 32 tokens per side")
-    print(f"  base alone {base:.1f} tok/s, mixed base+2 adapters {mixed:.1f} tok/s: mixed/base {mixed / base:.2f}x")
+    # Rounds alternate base and mixed, so drift on a shared machine falls on both alike.
+    base, mixed = [], []
+    for _ in range(3):
+        base.append(await _tokens_per_s(http, [BASE], requests))
+        mixed.append(await _tokens_per_s(http, [BASE, *ADAPTERS], requests))
+    b, m = statistics.median(base), statistics.median(mixed)
+    print(f"\nthroughput at 8 concurrent, {requests} requests of 32 tokens per side, median of 3 alternating rounds")
+    print(f"  base alone {b:.1f} tok/s, mixed base+2 adapters {m:.1f} tok/s: mixed/base {m / b:.2f}x")
 
 
 async def _split(http: httpx.AsyncClient, requests: int, users: int) -> None:
