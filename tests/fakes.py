@@ -43,6 +43,7 @@ class Call(NamedTuple):
     method: str
     args: tuple
     kwargs: dict
+    multiplexed_model_id: str = ""  # the handle option Serve routes adapters by
 
 
 def as_delivered_by_ray(exc: BaseException) -> BaseException:
@@ -116,7 +117,7 @@ class _RemoteMethod:
         self._handle, self._name, self._method = handle, name, method
 
     def remote(self, *args, **kwargs) -> FakeResponse | FakeResponseGenerator:
-        self._handle.calls.append(Call(self._name, args, kwargs))
+        self._handle.calls.append(Call(self._name, args, kwargs, self._handle.multiplexed_model_id))
         kind = FakeResponseGenerator if self._handle.stream else FakeResponse
         return kind(self._handle, self._method, args, kwargs)
 
@@ -135,6 +136,7 @@ class FakeHandle:
         self.deployment_name = name or type(target).__name__
         self.refusal = refusal
         self.stream = False
+        self.multiplexed_model_id = ""
         self.calls: list[Call] = []
 
     @classmethod
@@ -142,10 +144,12 @@ class FakeHandle:
         """A handle over just these methods: `FakeHandle.of(detect=lambda request: ...)`."""
         return cls(SimpleNamespace(**methods), name=name, refusal=refusal)
 
-    def options(self, *, stream: bool | None = None, **_: Any) -> FakeHandle:
+    def options(self, *, stream: bool | None = None, multiplexed_model_id: str | None = None, **_: Any) -> FakeHandle:
         copied = copy.copy(self)
         if stream is not None:
             copied.stream = stream
+        if multiplexed_model_id is not None:
+            copied.multiplexed_model_id = multiplexed_model_id
         return copied
 
     def __getattr__(self, name: str) -> _RemoteMethod:

@@ -56,6 +56,15 @@ def test_a_model_id_is_served_as_itself_with_its_variant_header(start):
     assert (reply.status_code, reply.json()["model"], reply.headers["x-model-variant"]) == (200, BLUE, BLUE)
 
 
+def test_an_adapter_goes_to_its_base_deployment_routed_by_its_multiplexed_id(start, handles):
+    client = start(alias(1, 0))
+    reply = client.post("/v1/chat/completions", json=chat(model=ADAPTER))
+    assert (reply.status_code, reply.json()["model"]) == (200, ADAPTER)
+    client.post("/v1/chat/completions", json=chat(model=BLUE))
+    chats = [c for c in handles[BLUE].calls if c.method == "chat"]
+    assert [(c.args[0].model, c.multiplexed_model_id) for c in chats] == [(ADAPTER, ADAPTER), (BLUE, "")]
+
+
 def test_the_split_follows_the_weights(start):
     client = start(alias(3, 1, sticky=False))
     seen = Counter(client.post("/v1/chat/completions", json=chat()).json()["model"] for _ in range(400))
