@@ -23,7 +23,12 @@ def build_app(args: dict) -> Application:
         add_speech(config, llm, models, services)
     if config.vision is not None:
         add_vision(config, llm, models, services)
-    return Ingress.bind(models, services, config.ingress)
+    if config.gateway is not None and config.gateway.state == "embedded":
+        from deployments.gateway_state import GatewayState
+        from serve_app.gateway.service import STATE_SERVICE
+
+        services[STATE_SERVICE] = GatewayState.bind(config.data_dir)
+    return Ingress.bind(models, services, config.ingress, config.gateway)
 
 
 def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Application:

@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.config import IngressConfig
+from serve_app.config import GatewayConfig, IngressConfig
+from serve_app.gateway.service import connect_gateway
 from serve_app.http.app import AUTHENTICATED, api
 from serve_app.http.auth import required_api_key
+from serve_app.http.routes.keys import KeyRoutes
 from serve_app.http.routes.knowledge import KnowledgeRoutes
 from serve_app.http.routes.llm import LLMRoutes
 from serve_app.http.routes.speech import SpeechRoutes
@@ -35,18 +37,22 @@ def _unhealthy_deployments() -> list[str]:
 
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
-class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
+class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes):
     def __init__(
         self,
         models: dict[str, dict[str, DeploymentHandle]],
         services: dict[str, DeploymentHandle],
         config: IngressConfig,
+        gateway: GatewayConfig | None = None,
     ):
         self._models = models
         self._services = services
         self._config = config
         api.state.limits = config
         api.state.api_key = required_api_key(config.api_key_env)
+        self._versions: dict[str, str] = {}
+        self._gateway = None if gateway is None else connect_gateway(gateway, services, self._model_version)
+        api.state.gateway = self._gateway
         # The model ids metrics may name (serve_app.http.metrics): anything else is `unknown`.
         api.state.served_models = frozenset(name for by_name in models.values() for name in by_name)
 
@@ -66,6 +72,16 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
         served = self._served()
         cards = await asyncio.gather(*(self._card(kind, name, h) for kind, name, h in served))
         return ModelList(data=list(cards))
+
+    async def _model_version(self, name: str) -> str:
+        """What the response cache keys answers by: the served model's card version (one card call per name)."""
+        if name not in self._versions:
+            handles = [by_name[name] for by_name in self._models.values() if name in by_name]
+            if not handles:
+                raise KeyError(name)
+            card = await self._probe(handles[0])
+            self._versions[name] = f"{card.id}@{card.version}"
+        return self._versions[name]
 
     def _served(self) -> list[tuple[str, str, DeploymentHandle]]:
         return [(kind, name, h) for kind, by_name in self._models.items() for name, h in by_name.items()]
