@@ -280,3 +280,29 @@ def test_the_state_down_is_a_503_not_a_hang(serve_ingress, backends, monkeypatch
 
 def test_without_a_gateway_the_key_routes_are_404(client):
     assert_envelope(client.post("/key/generate", json={}), 404)
+
+
+def test_the_keys_cli_drives_the_admin_routes(gw, monkeypatch, capsys):
+    import json
+
+    import httpx
+
+    from serve_app.__main__ import main
+
+    def through_the_app(method, url, **kwargs):
+        kwargs.pop("timeout", None)
+        return gw.request(method, url.removeprefix("http://127.0.0.1:8000"), **kwargs)
+
+    monkeypatch.setattr(httpx, "request", through_the_app)
+    assert main(["keys", "generate", "--alias", "cli", "--rpm-limit", "2", "--models", LLM]) == 0
+    key = json.loads(capsys.readouterr().out)["key"]
+    assert main(["keys", "update", key, "--tpm-limit", "99"]) == 0
+    assert json.loads(capsys.readouterr().out)["tpm_limit"] == 99
+    assert main(["keys", "block", key]) == 0 and json.loads(capsys.readouterr().out)["blocked"] is True
+    assert main(["keys", "list"]) == 0 and json.loads(capsys.readouterr().out)["total_count"] == 1
+    assert main(["keys", "info", key]) == 0 and json.loads(capsys.readouterr().out)["info"]["key_alias"] == "cli"
+    assert main(["keys", "usage", "--since-s", "60"]) == 0 and json.loads(capsys.readouterr().out)["data"]
+    assert main(["keys", "delete", key]) == 0
+    assert main(["keys", "info", key]) == 1 and "No such key" in capsys.readouterr().err
+    monkeypatch.delenv("SERVE_MASTER_KEY")
+    assert main(["keys", "list"]) == 1 and "SERVE_MASTER_KEY" in capsys.readouterr().err
