@@ -49,6 +49,12 @@ def current() -> GatewayRequest | None:
     return _current.get()
 
 
+def app_path(scope: Scope) -> str:
+    """The path within this app: under a route prefix (`/gw`), Serve's scope path starts with the root path."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def authorize_model(name: str) -> None:
     """Where a route resolves a model: 403 for a model outside the key's `models` (uploads name theirs in a form)."""
     caller = _current.get()
@@ -75,7 +81,7 @@ class KeyAuthentication:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = getattr(scope["app"].state, "gateway", None) if scope["type"] == "http" else None
-        if gateway is None or scope["path"] in OPEN_PATHS:
+        if gateway is None or app_path(scope) in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         key = bearer(scope)

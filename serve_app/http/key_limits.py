@@ -30,7 +30,7 @@ from serve_app.errors import (
 )
 from serve_app.gateway.state import Admission, Demand, Settlement, Window
 from serve_app.http.errors import send_error
-from serve_app.http.key_auth import GatewayRequest
+from serve_app.http.key_auth import GatewayRequest, app_path
 from serve_app.http.media_types import media_type
 from serve_app.http.metrics import route_template
 from serve_app.http.usage_capture import UsageCapture
@@ -147,7 +147,7 @@ class KeyLimits:
             return
         gateway = scope["app"].state.gateway
         started = time.perf_counter()
-        path = scope["path"]
+        path = app_path(scope)
         headers = dict(scope["headers"])
         if scope["method"] == "POST" and media_type({"content-type": headers.get(b"content-type", b"").decode()}) == (
             "application/json"

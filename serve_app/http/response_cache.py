@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.gateway.cache import cache_key, deterministic
-from serve_app.http.key_auth import GatewayRequest
+from serve_app.http.key_auth import GatewayRequest, app_path
 
 
 def _cache_control(scope: Scope) -> str:
@@ -41,21 +41,22 @@ class ResponseCache:
         metadata = caller.admission.metadata if caller.admission else {}
         opt_in = control == "cache" or metadata.get("cache") is True
         body = caller.body
+        path = app_path(scope)
         key = None
         if (
             cache is not None
             and control != "no-cache"
             and body is not None
             and isinstance(body.get("model"), str)
-            and cache.wanted(scope["path"], opt_in)
-            and deterministic(scope["path"], body)
+            and cache.wanted(path, opt_in)
+            and deterministic(path, body)
         ):
             try:
                 version = await gateway.model_version(body["model"])
             except Exception:
                 version = None  # the model is unknown or down: the route answers that, uncached
             if version is not None:
-                key = cache_key(scope["path"], version, body)
+                key = cache_key(path, version, body)
         if key is None:
 
             async def bypass_send(message: Message) -> None:
