@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         for flag, (_, kind) in LIMIT_OPTIONS.items():
             sub.add_argument(flag, type=kind)
         sub.add_argument("--models", nargs="*", help="allowed models (none: every model)")
-        sub.add_argument("--metadata", type=json.loads, help='JSON object, e.g. \'{"cache": true}\'')
+        sub.add_argument("--metadata", type=json.loads, help="JSON object, e.g. '{\"cache\": true}'")
     actions.add_parser("list", help="every key, in full")
     for name in ("info", "block", "unblock", "delete"):
         actions.add_parser(name, help=f"{name} a key").add_argument("key", help="the key or its token")

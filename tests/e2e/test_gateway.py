@@ -132,9 +132,7 @@ def test_the_state_killed_under_load_loses_no_usage_and_allows_no_burst(gw, http
     worker = threading.Thread(target=load)
     worker.start()
     time.sleep(2)
-    (replica,) = [
-        a for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#GatewayState" in a["name"]
-    ]
+    (replica,) = [a for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#GatewayState" in a["name"]]
     ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
     time.sleep(15)
     done.set()

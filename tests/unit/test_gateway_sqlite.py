@@ -47,7 +47,8 @@ def test_a_restarted_owner_keeps_counters_reservations_and_usage(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "key", ["sk-short", "' OR 1=1 --", "sk-x'; DROP TABLE keys; --", "sk-" + "a" * 300, "", "sk-\u00e9\u00e9\u00e9\u00e9"]
+    "key",
+    ["sk-short", "' OR 1=1 --", "sk-x'; DROP TABLE keys; --", "sk-" + "a" * 300, "", "sk-\u00e9\u00e9\u00e9\u00e9"],
 )
 def test_malformed_keys_are_refused_before_any_lookup(key):
     assert not well_formed(key)
