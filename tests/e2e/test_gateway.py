@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests import serve_harness
+from tests.conftest import long_story
 from tests.gateway_harness import gateway_app
 
 MASTER = "sk-e2e-master-0123456789"
@@ -99,10 +100,11 @@ def test_a_stream_has_the_headers_before_its_first_byte_and_settles(gw, http):
 def test_a_cancelled_stream_frees_its_parallel_slot(gw, http):
     key = generate(http, max_parallel_requests=1)
     headers = {"authorization": f"Bearer {key}"}
-    body = {**CHAT, "max_tokens": 200, "stream": True}
+    body = {**long_story(400), "stream": True}  # still streaming when the next request comes
     with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as reply:
         assert reply.status_code == 200
-        next(reply.iter_bytes())
+        chunks = reply.iter_bytes()  # held: a dropped iterator closes the response
+        next(chunks)
         busy = http.post("/v1/chat/completions", json=CHAT, headers=headers)
         assert busy.status_code == 429, "the open stream holds the one slot"
     deadline = time.monotonic() + 30

@@ -306,3 +306,11 @@ def test_the_keys_cli_drives_the_admin_routes(gw, monkeypatch, capsys):
     assert main(["keys", "info", key]) == 1 and "No such key" in capsys.readouterr().err
     monkeypatch.delenv("SERVE_MASTER_KEY")
     assert main(["keys", "list"]) == 1 and "SERVE_MASTER_KEY" in capsys.readouterr().err
+
+
+def test_an_upload_for_a_model_outside_the_keys_models_is_403(gw, asr):
+    key = generate(gw, models=[LLM])
+    files = {"file": ("a.wav", b"RIFF")}
+    reply = gw.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files, headers=bearer(key))
+    assert_envelope(reply, 403, param="model")
+    assert asr.media == []

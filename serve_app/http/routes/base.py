@@ -6,6 +6,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import IngressConfig
 from serve_app.errors import NotFound, ServiceUnavailable
+from serve_app.http.key_auth import authorize_model
 from serve_app.http.metrics import note_model
 
 
@@ -22,6 +23,7 @@ class Backends:
 
     def _model(self, kind: str, name: str) -> DeploymentHandle:
         note_model(name)
+        authorize_model(name)  # the gateway: 403 for a model outside the key's `models`
         handle = self._models.get(kind, {}).get(name)
         if handle is None:
             served = sorted(self._models.get(kind, {}))
