@@ -39,7 +39,8 @@ def main() -> None:
     args = _args()
     import ray
 
-    ray.init(address="local", include_dashboard=False, namespace="serve")
+    # Logical CPUs are bookkeeping: two slim apps side by side need a little more than a 2-core host declares.
+    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="serve")
     try:
         port = free_port()
         serve_harness.start_serve(port)

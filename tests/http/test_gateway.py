@@ -314,3 +314,10 @@ def test_an_upload_for_a_model_outside_the_keys_models_is_403(gw, asr):
     reply = gw.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files, headers=bearer(key))
     assert_envelope(reply, 403, param="model")
     assert asr.media == []
+
+
+def test_an_unset_master_key_fails_the_replica_at_start(serve_ingress, backends, state, monkeypatch):
+    monkeypatch.delenv("SERVE_MASTER_KEY", raising=False)
+    services = {STATE_SERVICE: FakeHandle(state, name="GatewayState")}
+    with pytest.raises(RuntimeError, match="SERVE_MASTER_KEY"):
+        serve_ingress(backends["models"], services, gateway=GatewayConfig())
