@@ -34,6 +34,9 @@ class GatewayState:
     async def settle(self, settlement: Settlement) -> None:
         await self._state.settle(settlement)
 
+    async def settle_many(self, settlements: list[Settlement]) -> None:
+        await self._state.settle_many(settlements)
+
     async def create_key(self, token: str, name: str, fields: dict[str, Any], now: float) -> KeyInfo:
         return await self._state.create_key(token, name, fields, now)
 

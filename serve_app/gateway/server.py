@@ -217,6 +217,10 @@ class ServerState:
                 if not self._fail_open:
                     raise
 
+    async def settle_many(self, settlements: list[Settlement]) -> None:
+        for settlement in settlements:
+            await self.settle(settlement)
+
     async def create_key(self, token: str, name: str, fields: dict[str, Any], now: float) -> KeyInfo:
         import psycopg
 
@@ -284,4 +288,3 @@ def _encode(name: str, value: Any) -> Any:
     if name == "blocked":
         return bool(value)
     return value
-

@@ -2,9 +2,10 @@
 
 The state is reached through `Bounded`, which gives every call `gateway.timeout_s` and turns
 a state that cannot answer into a clear 503: a request never hangs on a dead Redis, PostgreSQL
-or GatewayState replica. Settling runs after the response is out, in the background, and is
-retried until the state takes it (a restarting GatewayState replica), so no acknowledged usage
-is lost; settling is idempotent, so a retry never counts twice.
+or GatewayState replica. Settling runs after the response is out, in the background, batched (one
+call for the settlements of a few tens of milliseconds), and is retried until the state takes it (a
+restarting GatewayState replica), so no acknowledged usage is lost; settling is idempotent, so a
+retry never counts twice.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from serve_app.gateway.state import Settlement
 
 logger = logging.getLogger("ray.serve")
 SETTLE_RETRY_S = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+SETTLE_BATCH_S = 0.05
+SETTLE_BATCH_MAX = 256
 
 
 def required_master_key(env_name: str) -> str:
@@ -92,33 +95,43 @@ class Gateway:
         self.model_version = model_version
         self._master_key = (master_key or required_master_key(config.master_key_env)).encode()
         self.cache = ResponseCache(config.cache) if config.cache is not None else None
-        self._settling: set[asyncio.Task] = set()
+        self._pending: list[Settlement] = []
+        self._flusher: asyncio.Task | None = None
 
     def is_master(self, key: str) -> bool:
         # Constant-time: the comparison must not tell an attacker how much of a guess was right.
         return secrets.compare_digest(key.encode(), self._master_key)
 
     def settle_later(self, settlement: Settlement) -> None:
-        """Settle in the background: the client has its answer already, and a cancelled request still settles."""
-        task = asyncio.get_running_loop().create_task(self._settle(settlement))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        """Settle in the background: the client has its answer already, and a cancelled request still settles.
 
-    async def _settle(self, settlement: Settlement) -> None:
+        Settlements made within SETTLE_BATCH_S share one call to the state, off the requests' path.
+        """
+        self._pending.append(settlement)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(SETTLE_BATCH_S)
+        while self._pending:
+            batch, self._pending = self._pending[:SETTLE_BATCH_MAX], self._pending[SETTLE_BATCH_MAX:]
+            await self._settle(batch)
+
+    async def _settle(self, batch: list[Settlement]) -> None:
         for wait in (*SETTLE_RETRY_S, None):
             try:
-                await self.state("settle", settlement)
+                await self.state("settle_many", batch)
                 return
             except Exception as exc:
                 if wait is None:
-                    logger.error("usage of request %s lost: %s", settlement.request_id, exc)
+                    logger.error("usage of %d requests lost: %s", len(batch), exc)
                     return
                 await asyncio.sleep(wait)
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Wait for the settlements in flight (tests, and a replica shutting down)."""
-        if self._settling:
-            await asyncio.wait(list(self._settling), timeout=timeout_s)
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher], timeout=timeout_s)
 
 
 STATE_SERVICE = "gateway_state"

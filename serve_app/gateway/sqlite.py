@@ -212,6 +212,10 @@ class SQLiteState:
             # Old windows and long-dead reservations are of no use to any limit.
             self._db.execute("DELETE FROM windows WHERE window < ?", (window_of(s.ended_at) - 1,))
 
+    async def settle_many(self, settlements: list[Settlement]) -> None:
+        for settlement in settlements:
+            await self.settle(settlement)
+
     async def create_key(self, token: str, name: str, fields: dict[str, Any], now: float) -> KeyInfo:
         columns = ["token", "key_name", "created_at", *fields]
         values = [token, name, now, *(encode(k, v) for k, v in fields.items())]
