@@ -87,7 +87,11 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     import httpx
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the answer is the output, not a log of the request
 
     master = os.environ.get(args.master_key_env)
     if not master:
