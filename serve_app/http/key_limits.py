@@ -12,6 +12,7 @@ logged, never limited.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -200,11 +201,16 @@ class KeyLimits:
                 capture.body(message.get("body", b""))
             await send(message)
 
+        # What the log says when no answer started: the client left (Serve's 499), or the route failed (500).
+        unanswered = 500
         try:
             await self.app(scope, receive, accounting_send)
+        except asyncio.CancelledError:
+            unanswered = 499
+            raise
         finally:
             capture.finish()
-            settlement = self._settlement(scope, caller, model, capture.status or 499, started, reservation)
+            settlement = self._settlement(scope, caller, model, capture.status or unanswered, started, reservation)
             settlement.model = model or capture.model
             settlement.variant = capture.variant or capture.model
             settlement.prompt_tokens = capture.prompt
