@@ -46,12 +46,16 @@ $(INSTALLED): pyproject.toml requirements.lock | $(UV)
 # tone): install it when we can (root + apt), never fail the build when we cannot.
 # The metrics tests need a real Prometheus (promtool checks the shipped rules): Debian's package,
 # installed the same way; without it those tests fail and say how to install it.
+# The gateway's server-mode tests start a real redis-server and PostgreSQL (Debian's packages, the
+# same way; Debian keeps initdb/pg_ctl under /usr/lib/postgresql/<version>/bin); without them they skip.
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+TEST_PACKAGES := espeak-ng prometheus redis-server postgresql
 test-tools:
-	@command -v espeak-ng >/dev/null && command -v prometheus >/dev/null || { [ "$$(id -u)" = 0 ] && \
-		command -v apt-get >/dev/null && ($(APT_GET) espeak-ng prometheus >/dev/null 2>&1 || \
-		 (apt-get update -qq >/dev/null 2>&1 && $(APT_GET) espeak-ng prometheus >/dev/null 2>&1)); } || \
-		echo "espeak-ng or prometheus not installed (apt-get install espeak-ng prometheus, as root)"
+	@command -v espeak-ng >/dev/null && command -v prometheus >/dev/null && command -v redis-server >/dev/null && \
+		{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ($(APT_GET) $(TEST_PACKAGES) >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && $(APT_GET) $(TEST_PACKAGES) >/dev/null 2>&1)); } || \
+		echo "some of $(TEST_PACKAGES) not installed (apt-get install $(TEST_PACKAGES), as root)"
 
 # Idempotent: verifies what is in the store and builds only what is missing or bad.
 models: install
@@ -68,6 +72,7 @@ bench: install models test-tools
 	$(PY) benchmarks/vision_throughput.py
 	$(PY) benchmarks/video_rtf.py --seconds 120
 	$(PY) benchmarks/llm_variants.py
+	$(PY) benchmarks/gateway_overhead.py
 
 clean:
 	rm -rf $(VENV) .tools data .pytest_cache

@@ -129,6 +129,18 @@ def _kuberay(args: argparse.Namespace) -> int:
     return kuberay.run(args)
 
 
+def _keys_args(parser: argparse.ArgumentParser) -> None:
+    from serve_app import keys_cli
+
+    keys_cli.add_arguments(parser)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from serve_app import keys_cli
+
+    return keys_cli.run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("`serve run CONFIG` on a fresh local Ray (dashboard off), announcing readiness", _run_args, _run),
     "plan": Command("print a config's GPU plan; exit 1 when a budget does not fit its fraction", _plan_args, _plan),
@@ -140,6 +152,11 @@ COMMANDS: dict[str, Command] = {
     "verify-model": Command("check a stored version against its manifest", _verify_model_args, _verify_model),
     "kuberay": Command(
         "print (or -o write) a KubeRay RayService whose serveConfigV2 is CONFIG's applications", _kuberay_args, _kuberay
+    ),
+    "keys": Command(
+        "the gateway's API keys on a running server (generate, list, info, update, block, delete, usage)",
+        _keys_args,
+        _keys,
     ),
 }
 

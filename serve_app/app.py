@@ -27,7 +27,12 @@ def build_app(args: dict) -> Application:
         add_speech(config, llms, models, services)
     if config.vision is not None:
         add_vision(config, llms, models, services)
-    return Ingress.bind(models, services, config.ingress, config.llm_adapters)
+    if config.gateway is not None and config.gateway.state == "embedded":
+        from deployments.gateway_state import GatewayState
+        from serve_app.gateway.service import STATE_SERVICE
+
+        services[STATE_SERVICE] = GatewayState.bind(config.data_dir)
+    return Ingress.bind(models, services, config.ingress, config.gateway, config.llm_adapters)
 
 
 def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Application:

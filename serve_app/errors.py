@@ -77,6 +77,13 @@ class AuthenticationFailed(APIError):
     default_code = "invalid_api_key"
 
 
+class PermissionDenied(APIError):
+    """An authenticated key asked for what it may not use (a model outside its `models`)."""
+
+    type = "invalid_request_error"
+    default_code = "model_not_allowed"
+
+
 class NotFound(APIError):
     type = "invalid_request_error"
     default_code = "model_not_found"
@@ -110,6 +117,19 @@ class RateLimited(APIError):
     default_code = "rate_limit_exceeded"
 
 
+class TokensRateLimited(RateLimited):
+    """A key's tokens per minute are spent; OpenAI's type for it is `tokens`."""
+
+    type = "tokens"
+
+
+class QuotaExceeded(RateLimited):
+    """A key's budget is spent: OpenAI's 429 `insufficient_quota`, which waiting does not fix."""
+
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
 class InternalError(APIError):
     type = "server_error"
     default_code = "internal_error"
@@ -119,10 +139,13 @@ STATUS: dict[type[APIError], int] = {
     InvalidRequest: 400,
     ContextLengthExceeded: 400,
     AuthenticationFailed: 401,
+    PermissionDenied: 403,
     NotFound: 404,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     RateLimited: 429,
+    TokensRateLimited: 429,
+    QuotaExceeded: 429,
     InternalError: 500,
     ServiceUnavailable: 503,
     Overloaded: 503,

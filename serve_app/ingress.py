@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.config import IngressConfig
+from serve_app.config import GatewayConfig, IngressConfig
+from serve_app.gateway.service import connect_gateway
 from serve_app.http.app import AUTHENTICATED, api
 from serve_app.http.auth import required_api_key
+from serve_app.http.routes.keys import KeyRoutes
 from serve_app.http.routes.knowledge import KnowledgeRoutes
 from serve_app.http.routes.llm import LLMRoutes
 from serve_app.http.routes.speech import SpeechRoutes
@@ -37,12 +39,13 @@ def _unhealthy_deployments() -> list[str]:
 
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
-class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
+class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes):
     def __init__(
         self,
         models: dict[str, dict[str, DeploymentHandle]],
         services: dict[str, DeploymentHandle],
         config: IngressConfig,
+        gateway: GatewayConfig | None = None,
         llm_adapters: dict[str, str] | None = None,
     ):
         self._llm_adapters = llm_adapters or {}  # adapter id -> its base LLM's id
@@ -53,6 +56,9 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
         self._traffic = TrafficTable()
         api.state.limits = config
         api.state.api_key = required_api_key(config.api_key_env)
+        self._versions: dict[str, str] = {}
+        self._gateway = None if gateway is None else connect_gateway(gateway, services, self._model_version)
+        api.state.gateway = self._gateway
         self._publish_model_ids()
 
     def reconfigure(self, user_config: dict) -> None:
@@ -95,6 +101,25 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes):
             )
             for alias in self._traffic.aliases
         ]
+
+    async def _model_version(self, name: str) -> str:
+        """What the response cache keys answers by: the served model's card version (one card call per
+        name); an adapter's covers its base's too. An alias has none (KeyError, so its requests are not
+        cached): its answer depends on the variant picked for each user, and a cache shared by all
+        callers would hand one variant's answers to users kept on the other."""
+        if name in self._traffic:
+            raise KeyError(name)
+        if name not in self._versions:
+            handles = [by_name[name] for by_name in self._models.values() if name in by_name]
+            if not handles:
+                raise KeyError(name)
+            base = await self._probe(handles[0])
+            version = f"{base.id}@{base.version}"
+            if name in self._llm_adapters:
+                adapter = await self._probe(handles[0], name)
+                version += f"+{adapter.id}@{adapter.version}"
+            self._versions[name] = version
+        return self._versions[name]
 
     def _served(self) -> list[tuple[str, str, DeploymentHandle]]:
         return [(kind, name, h) for kind, by_name in self._models.items() for name, h in by_name.items()]

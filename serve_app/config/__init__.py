@@ -5,7 +5,7 @@ are not here: they stay in the YAML's `deployments:` list, which Serve applies
 by deployment name, so operators tune them without touching Python.
 
 One module per section of `args:` (llm, ingress, speech, vision, knowledge,
-pipelines, gpu_plan), on a strict base (common), assembled and cross-checked in
+pipelines, gpu_plan, gateway), on a strict base (common), assembled and cross-checked in
 app. Import from this package, not from the modules, so a section can move
 without breaking a caller. No torch and no ray here
 (tests/unit/test_import_rules.py): the `plan` command checks a config, and the
@@ -20,6 +20,11 @@ from serve_app.config.app import (
 )
 from serve_app.config.common import (
     BatchingConfig,
+)
+from serve_app.config.gateway import (
+    CACHEABLE_ROUTES,
+    CacheConfig,
+    GatewayConfig,
 )
 from serve_app.config.gpu_plan import (
     GPUBudget,
@@ -90,6 +95,10 @@ __all__ = [
     "ImageRAGConfig",
     "RAG_PROMPT_FIELDS",
     "VideoSummaryConfig",
+    # gateway
+    "CACHEABLE_ROUTES",
+    "CacheConfig",
+    "GatewayConfig",
     # gpu_plan
     "GPUBudget",
     "GPUPlanConfig",

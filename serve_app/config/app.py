@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from serve_app.config.common import _Strict
+from serve_app.config.gateway import GatewayConfig
 from serve_app.config.gpu_plan import GPUPlanConfig
 from serve_app.config.ingress import IngressConfig
 from serve_app.config.llm import LLMConfig
@@ -38,6 +39,18 @@ class AppConfig(_Strict):
     gpu_plan: GPUPlanConfig | None = Field(
         default=None, description="GPU fractions and memory budgets; unset: ray_actor_options from the YAML only."
     )
+    gateway: GatewayConfig | None = Field(
+        default=None, description="API keys, limits, budgets, usage and the response cache; unset: off."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> AppConfig:
+        if self.gateway is not None and self.ingress.api_key_env is not None:
+            raise ValueError(
+                "ingress.api_key_env and gateway both authenticate: keep one (the gateway's master key "
+                "is the admin key; keys it issues replace the static one)"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

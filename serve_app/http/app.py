@@ -12,8 +12,11 @@ from starlette.middleware import Middleware
 from serve_app.http.auth import api_key
 from serve_app.http.body_limit import BodySizeLimit
 from serve_app.http.errors import EXCEPTION_HANDLERS, ServeRejectionsAsAPIErrors
+from serve_app.http.key_auth import KeyAuthentication
+from serve_app.http.key_limits import KeyLimits
 from serve_app.http.media_types import json_body, multipart_body
 from serve_app.http.metrics import RequestMetrics
+from serve_app.http.response_cache import ResponseCache
 from serve_app.protocol import ErrorResponse
 
 # Cross-cutting concerns as ASGI middlewares, outermost first: each sees the request before
@@ -23,10 +26,15 @@ from serve_app.protocol import ErrorResponse
 # spends a budget, and the cache answers only admitted requests. Each is off unless configured.
 # The request id is Serve's: its proxy's RequestIdMiddleware, outside this app, keeps a client's
 # `x-request-id` or makes one, puts it in every replica's log lines and echoes it on the response.
-# (Authentication is a route dependency for now, below, so today a 413 comes before a 401.)
+# Authentication is the gateway's KeyAuthentication when `gateway:` is configured (then a 401 comes
+# before a 413: nobody unauthenticated makes the ingress read a body), else the static key's route
+# dependency below (a 413 before a 401). KeyLimits reads the JSON body BodySizeLimit bounded.
 MIDDLEWARE = [
     Middleware(RequestMetrics),  # metrics
-    Middleware(BodySizeLimit),  # limits
+    Middleware(KeyAuthentication),  # authentication (gateway)
+    Middleware(BodySizeLimit),  # limits: sizes
+    Middleware(KeyLimits),  # limits: rates, tokens, budgets (gateway), and the usage log
+    Middleware(ResponseCache),  # cache (gateway)
 ]
 
 api = FastAPI(

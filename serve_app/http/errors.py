@@ -50,10 +50,12 @@ def error_response(error: APIError) -> JSONResponse:
     return JSONResponse(error.envelope().model_dump(), status_code=error.status, headers=error.headers())
 
 
-async def send_error(send: Send, error: APIError) -> None:
+async def send_error(send: Send, error: APIError, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
     """The envelope from a plain ASGI middleware, which answers before any route or handler runs."""
     body = json.dumps(error.envelope().model_dump()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers() or {}).items()]
+    headers += list(extra_headers)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

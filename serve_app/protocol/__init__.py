@@ -5,7 +5,7 @@ OpenAI API is marked "extension" in its description.
 
 Each type is defined once, so the ingress, the pipelines and a notebook calling a
 handle agree on every shape. One module per domain (common, llm, speech, vision,
-knowledge, pipelines) keeps a change to one domain's shapes in one file; import
+knowledge, pipelines, gateway) keeps a change to one domain's shapes in one file; import
 from this package, not from the modules, so a type can move between them without
 breaking a caller. The modules depend one way only, common <- llm, speech,
 vision <- knowledge <- pipelines, and import neither torch nor ray
@@ -23,6 +23,21 @@ from serve_app.protocol.common import (
     ModelList,
     new_id,
     now,
+)
+from serve_app.protocol.gateway import (
+    GeneratedKey,
+    KeyDeleteRequest,
+    KeyGenerateRequest,
+    KeyInfo,
+    KeyInfoResponse,
+    KeyLimits,
+    KeyList,
+    KeyRef,
+    KeysDeleted,
+    KeyUpdateRequest,
+    UsageEntry,
+    UsageResponse,
+    UsageTotals,
 )
 from serve_app.protocol.knowledge import (
     CollectionCreate,
@@ -139,6 +154,20 @@ __all__ = [
     "EmbeddingResponse",
     "EmbeddingUsage",
     "ImageInput",
+    # gateway
+    "GeneratedKey",
+    "KeyDeleteRequest",
+    "KeyGenerateRequest",
+    "KeyInfo",
+    "KeyInfoResponse",
+    "KeyLimits",
+    "KeyList",
+    "KeyRef",
+    "KeysDeleted",
+    "KeyUpdateRequest",
+    "UsageEntry",
+    "UsageResponse",
+    "UsageTotals",
     # knowledge
     "CollectionCreate",
     "CollectionInfo",

@@ -25,7 +25,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from serve_app.config import IngressConfig
+from serve_app.config import GatewayConfig, IngressConfig
 from serve_app.ingress import Ingress
 from tests.fakes import FakeASR, FakeDetector, FakeHandle, FakeLLM
 from tests.http.support import ASR, DETECTOR, LLM
@@ -119,7 +119,7 @@ def backends(llm, asr, detector) -> dict[str, Any]:
 
 @pytest.fixture()
 def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
-    """`serve_ingress(models, services, api_key=..., **IngressConfig fields)` -> a client of that Ingress.
+    """`serve_ingress(models, services, api_key=..., gateway=..., **IngressConfig fields)` -> a client of that Ingress.
 
     `unhealthy` maps deployments to the status serve.status() reports for them (else HEALTHY).
     `llm_adapters` (adapter id -> base id) and `user_config` (the traffic table) are passed as Serve does.
@@ -133,6 +133,7 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         *,
         api_key: str | None = None,
         unhealthy: dict[str, str] | None = None,
+        gateway: GatewayConfig | None = None,
         llm_adapters: dict[str, str] | None = None,
         user_config: dict | None = None,
         **ingress: Any,
@@ -140,7 +141,7 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         if api_key is not None:
             monkeypatch.setenv(KEY_ENV, api_key)
             ingress["api_key_env"] = KEY_ENV
-        replica = _replica(models, services or {}, IngressConfig(**ingress), llm_adapters)
+        replica = _replica(models, services or {}, IngressConfig(**ingress), gateway, llm_adapters)
         if user_config is not None:
             replica.reconfigure(user_config)
         served = Served(replica, _status(models, services or {}, unhealthy or {}))
@@ -160,13 +161,19 @@ def client(serve_ingress, backends) -> TestClient:
     return serve_ingress(**backends)
 
 
-def _replica(models: dict, services: dict, config: IngressConfig, llm_adapters: dict | None = None) -> _Replica:
+def _replica(
+    models: dict,
+    services: dict,
+    config: IngressConfig,
+    gateway: GatewayConfig | None = None,
+    llm_adapters: dict | None = None,
+) -> _Replica:
     """The class Serve runs in the replica, through its own (async) constructor."""
     replica = _Replica.__new__(_Replica)
     # A loop of its own: asyncio.run would unset the current loop that pytest-asyncio keeps.
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(replica.__init__(models, services, config, llm_adapters))
+        loop.run_until_complete(replica.__init__(models, services, config, gateway, llm_adapters))
     finally:
         loop.close()
     for refusal in (BackPressureError, DeploymentUnavailableError):

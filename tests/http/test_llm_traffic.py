@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -35,8 +36,9 @@ def handles() -> dict[str, FakeHandle]:
 
 @pytest.fixture()
 def start(serve_ingress, handles):
-    def start(user_config: dict | None = None, **kwargs):
-        return serve_ingress({"llm": handles}, llm_adapters={ADAPTER: BLUE}, user_config=user_config, **kwargs)
+    def start(user_config: dict | None = None, services: dict | None = None, **kwargs):
+        models = {"llm": handles}
+        return serve_ingress(models, services, llm_adapters={ADAPTER: BLUE}, user_config=user_config, **kwargs)
 
     return start
 
@@ -150,3 +152,27 @@ def test_a_bad_traffic_table_is_refused_naming_the_field(start, table, field):
     client = start()
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         client.app.replica.reconfigure(table)
+
+
+def test_a_key_given_an_alias_may_use_it_and_its_usage_names_the_variant(start, tmp_path, monkeypatch):
+    from serve_app.config import GatewayConfig
+    from serve_app.gateway.service import STATE_SERVICE
+    from serve_app.gateway.sqlite import SQLiteState
+
+    monkeypatch.setenv("SERVE_MASTER_KEY", "sk-master-0123456789")
+    admin = {"authorization": "Bearer sk-master-0123456789"}
+    state = FakeHandle(SQLiteState(tmp_path / "state.sqlite3"), name="GatewayState")
+    client = start(alias(0, 1), services={STATE_SERVICE: state}, gateway=GatewayConfig())
+    key = client.post("/key/generate", json={"models": ["assistant"]}, headers=admin).json()["key"]
+    caller = {"authorization": f"Bearer {key}"}
+    reply = client.post("/v1/chat/completions", json=chat(), headers=caller)
+    assert (reply.status_code, reply.json()["model"]) == (200, GREEN)  # a target the key does not list
+    refused = client.post("/v1/chat/completions", json=chat(model=GREEN), headers=caller)
+    assert_envelope(refused, 403, param="model")
+    for _ in range(250):  # usage is settled in the background, in batches
+        entries = [e for e in client.get("/usage", headers=admin).json()["data"] if e["token"] != "master"]
+        if len(entries) >= 2:
+            break
+        time.sleep(0.02)
+    answered = next(e for e in entries if e["status"] == 200)
+    assert (answered["model"], answered["variant"]) == ("assistant", GREEN)

@@ -16,8 +16,11 @@ from serve_app.errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    PermissionDenied,
+    QuotaExceeded,
     RateLimited,
     ServiceUnavailable,
+    TokensRateLimited,
     UnsupportedMediaType,
     as_api_error,
     unwrap,
@@ -35,6 +38,9 @@ EXPECTED = [
     (ServiceUnavailable, 503, "server_error", "service_unavailable"),
     (Overloaded, 503, "server_error", "server_overloaded"),
     (RateLimited, 429, "requests", "rate_limit_exceeded"),
+    (PermissionDenied, 403, "invalid_request_error", "model_not_allowed"),
+    (TokensRateLimited, 429, "tokens", "rate_limit_exceeded"),
+    (QuotaExceeded, 429, "insufficient_quota", "insufficient_quota"),
 ]
 ERROR_CLASSES = [cls for cls, *_ in EXPECTED]
 

@@ -9,6 +9,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import IngressConfig
 from serve_app.errors import NotFound, ServiceUnavailable
+from serve_app.http.key_auth import authorize_model
 from serve_app.http.metrics import note_model
 from serve_app.traffic import TrafficTable
 
@@ -30,6 +31,10 @@ class Backends:
     _traffic: TrafficTable
 
     def _model(self, kind: str, name: str) -> DeploymentHandle:
+        authorize_model(name)  # the gateway: 403 for a model outside the key's `models`
+        return self._lookup(kind, name)
+
+    def _lookup(self, kind: str, name: str) -> DeploymentHandle:
         note_model(name)
         handle = self._models.get(kind, {}).get(name)
         if handle is None:
@@ -40,12 +45,17 @@ class Backends:
         return handle
 
     def _llm(self, name: str) -> DeploymentHandle:
-        return self._model("llm", name)
+        """The LLM that answers `name`: a target the traffic table picked, so the key was authorized for
+        the id the request named (an alias, which may stand for targets the key does not list)."""
+        return self._lookup("llm", name)
 
     def _pipeline_llm(self, options: PipelineRequest) -> PipelineRequest:
-        """A pipeline request naming an alias, rewritten to name the target picked for it: the pipeline
-        then calls that LLM directly (pipelines route by model id, aliases are the Ingress's)."""
-        if options.model is None or options.model not in self._traffic:
+        """A pipeline request's LLM, authorized as named; an alias is rewritten to name the target picked
+        for it, which the pipeline then calls directly (pipelines route by model id, aliases are the Ingress's)."""
+        if options.model is None:
+            return options
+        authorize_model(options.model)
+        if options.model not in self._traffic:
             return options
         return options.model_copy(update={"model": self._traffic.resolve(options.model).model})
 

@@ -19,6 +19,7 @@ from ray.serve.exceptions import BackPressureError
 
 from serve_app.errors import parse_request, unwrap
 from serve_app.http.app import JSON_API, api
+from serve_app.http.key_auth import authorize_model
 from serve_app.http.routes.base import Backends
 from serve_app.http.sse import sse_response
 from serve_app.protocol import (
@@ -93,6 +94,7 @@ class LLMRoutes(Backends):
             yield chunk
 
     def _route(self, body: ChatCompletionRequest | CompletionRequest, request: Request | None = None) -> Routed:
+        authorize_model(body.model)  # as the request names it: a key may be given an alias, not its targets
         if body.model not in self._traffic:
             return Routed(Route(body.model))
         return Routed(self._traffic.resolve(body.model, body.user or _api_key_identity(request)))
