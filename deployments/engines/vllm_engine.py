@@ -48,9 +48,7 @@ class VLLMEngine:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         # vLLM's own engine metrics (`ray_vllm:*`: KV-cache use, queue, prefix-cache hits...) through
         # Ray's metrics, so the node's exporter serves them beside the app's, as Ray Serve LLM does.
-        engine = AsyncLLM.from_engine_args(
-            to_engine_args(model_dir, config), stat_loggers=[RayPrometheusStatLogger]
-        )
+        engine = AsyncLLM.from_engine_args(to_engine_args(model_dir, config), stat_loggers=[RayPrometheusStatLogger])
         # Read after start-up: the engine core may shrink max_model_len to fit the KV cache.
         return cls(engine, tokenizer, engine.model_config.max_model_len)
 

@@ -31,5 +31,5 @@ class LLMConfig(_Strict):
         "Default: the gpu_plan's memory budget over the real card's memory (0.9 without a plan).",
     )
     enable_prefix_caching: bool = True
-    max_num_seqs: int = Field(default=64, ge=1, description="vLLM: sequences batched per step.")
+    max_num_seqs: int = Field(default=64, ge=1, description="Sequences batched per step (both engines).")
     cpu_threads: int | None = Field(default=None, ge=1, description="transformers engine: torch intra-op threads.")
