@@ -317,6 +317,8 @@ class FakeEngine:
     def __init__(self, words: tuple[str, ...] = ("Hello", " there"), *, name: str = "fake", max_model_len: int = 1024):
         self.name = name
         self.max_model_len = max_model_len
+        self.vocab_size = 1024
+        self.capabilities = frozenset({"structured_outputs", "logprobs", "batching"})
         self.tokenizer = None
         self.words = words
         self.calls: list[tuple[list[int], Any, str]] = []

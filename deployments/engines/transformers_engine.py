@@ -186,11 +186,10 @@ class TransformersEngine:
                 self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=self._eos_ids
             )
             self._grammar_compiler = xgrammar.GrammarCompiler(info, max_threads=1)
-        if spec.kind == "json_schema":
-            # Compact JSON: a weak model given free whitespace can pad forever instead of closing the object.
-            compiled = self._grammar_compiler.compile_json_schema(spec.schema, any_whitespace=False)
-        else:
-            compiled = self._grammar_compiler.compile_builtin_json_grammar()
+        # json_object means an object (OpenAI's JSON mode), not any JSON value. Compact JSON: a weak
+        # model given free whitespace can pad forever instead of closing the object.
+        schema = spec.schema if spec.kind == "json_schema" else '{"type": "object"}'
+        compiled = self._grammar_compiler.compile_json_schema(schema, any_whitespace=False)
         return xgrammar.GrammarMatcher(compiled)
 
 

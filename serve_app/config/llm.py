@@ -33,3 +33,5 @@ class LLMConfig(_Strict):
     enable_prefix_caching: bool = True
     max_num_seqs: int = Field(default=64, ge=1, description="Sequences batched per step (both engines).")
     cpu_threads: int | None = Field(default=None, ge=1, description="transformers engine: torch intra-op threads.")
+    max_n: int = Field(default=8, ge=1, le=128, description="The largest `n` (choices per prompt) a request may ask.")
+    max_prompts: int = Field(default=32, ge=1, description="The longest list of prompts one /v1/completions may send.")
