@@ -238,12 +238,14 @@ class FakeASR:
     def __init__(self, name: str = "fake-whisper"):
         self.name = name
         self.media: list[bytes | str] = []
+        self.options: list[TranscriptionOptions] = []
 
     def card(self) -> ModelCard:
         return ModelCard(id=self.name, kind="asr", engine="fake", version="v1")
 
     def transcribe(self, media: bytes | str, options: TranscriptionOptions) -> Transcript:
         self.media.append(media)
+        self.options.append(options)
         text = f"{len(media)} bytes"
         segment = TranscriptionSegment(id=0, start=0.0, end=1.0, text=text)
         subtitles = f"1\n00:00:00,000 --> 00:00:01,000\n{text}\n" if options.subtitles else None
