@@ -65,6 +65,7 @@ lock: | $(UV)
 # Each script starts configs/local.yaml itself and prints its ratios; about 10 minutes in all.
 bench: install models test-tools
 	$(PY) benchmarks/chat_latency.py
+	$(PY) benchmarks/llm_batching.py
 	$(PY) benchmarks/vision_throughput.py
 	$(PY) benchmarks/video_rtf.py --seconds 120
 

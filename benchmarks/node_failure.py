@@ -308,8 +308,7 @@ class Load:
         self._outcomes: list[Outcome] = []
         self._t0 = time.monotonic()
         self._threads = [
-            threading.Thread(target=self._client, args=(kinds[i % len(kinds)],), daemon=True)
-            for i in range(clients)
+            threading.Thread(target=self._client, args=(kinds[i % len(kinds)],), daemon=True) for i in range(clients)
         ]
 
     def now(self) -> float:

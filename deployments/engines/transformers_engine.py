@@ -12,6 +12,7 @@ next step.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class TransformersEngine:
         self._waiting: deque[_Sequence] = deque()
         self._loop_task: asyncio.Task | None = None
         self._grammar_compiler: Any = None
+        self._grammar_lock = threading.Lock()
 
     @classmethod
     def create(cls, model_dir: Path, config: LLMConfig) -> TransformersEngine:
@@ -88,6 +90,10 @@ class TransformersEngine:
         try:
             while True:
                 item = await seq.outbox.get()
+                # A consumer slower than the step loop (a busy event loop, a slow client) gets what
+                # piled up as one delta: fewer, larger chunks instead of a growing backlog.
+                while not isinstance(item, BaseException) and item.finish_reason is None and not seq.outbox.empty():
+                    item = _merge(item, seq.outbox.get_nowait())
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -181,6 +187,15 @@ class TransformersEngine:
     def _grammar_matcher(self, spec: GrammarSpec) -> Any:
         import xgrammar
 
+        # One compilation per schema, even when many requests with it arrive at once: the others wait
+        # for it, then find it in xgrammar's compiler cache.
+        with self._grammar_lock:
+            compiled = self._compile(spec)
+        return xgrammar.GrammarMatcher(compiled)
+
+    def _compile(self, spec: GrammarSpec) -> Any:
+        import xgrammar
+
         if self._grammar_compiler is None:
             info = xgrammar.TokenizerInfo.from_huggingface(
                 self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=self._eos_ids
@@ -189,8 +204,7 @@ class TransformersEngine:
         # json_object means an object (OpenAI's JSON mode), not any JSON value. Compact JSON: a weak
         # model given free whitespace can pad forever instead of closing the object.
         schema = spec.schema if spec.kind == "json_schema" else '{"type": "object"}'
-        compiled = self._grammar_compiler.compile_json_schema(schema, any_whitespace=False)
-        return xgrammar.GrammarMatcher(compiled)
+        return self._grammar_compiler.compile_json_schema(schema, any_whitespace=False)
 
 
 @dataclass(eq=False)
@@ -245,6 +259,14 @@ class _Sequence:
         delta = GenerationDelta(text, self._unreported, reason, tuple(self._logprobs))
         self._unreported, self._logprobs = 0, []
         return delta
+
+
+def _merge(first: GenerationDelta, then: GenerationDelta | BaseException) -> GenerationDelta | BaseException:
+    if isinstance(then, BaseException):
+        return then
+    return GenerationDelta(
+        first.text + then.text, first.new_tokens + then.new_tokens, then.finish_reason, first.logprobs + then.logprobs
+    )
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
