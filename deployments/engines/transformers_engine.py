@@ -41,12 +41,15 @@ class TransformersEngine:
     name = "transformers"
     capabilities = frozenset({STRUCTURED_OUTPUTS, LOGPROBS, BATCHING})
 
-    def __init__(self, model: Any, tokenizer: Any, max_model_len: int, max_num_seqs: int = 64):
+    def __init__(
+        self, model: Any, tokenizer: Any, max_model_len: int, max_num_seqs: int = 64, stream_interval_ms: int = 0
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.vocab_size = model.config.get_text_config().vocab_size
         self._max_num_seqs = max_num_seqs
+        self._stream_interval_s = stream_interval_ms / 1000
         self._eos_ids = _eos_ids(model, tokenizer)
         self._batch = KVBatch(model)
         self._running: list[_Sequence] = []  # in the batch's row order
@@ -69,7 +72,7 @@ class TransformersEngine:
             raise ValueError(
                 f"llm.max_model_len={config.max_model_len} exceeds the model's max_position_embeddings={native_len}"
             )
-        return cls(model, tokenizer, config.max_model_len or native_len, config.max_num_seqs)
+        return cls(model, tokenizer, config.max_model_len or native_len, config.max_num_seqs, config.stream_interval_ms)
 
     async def generate(
         self, prompt_ids: list[int], settings: SamplingSettings, request_id: str
@@ -87,21 +90,41 @@ class TransformersEngine:
         )
         self._waiting.append(seq)
         self._ensure_step_loop()
+        loop = asyncio.get_running_loop()
+        last_yield: float | None = None
         try:
             while True:
                 item = await seq.outbox.get()
+                if last_yield is not None and len(self._running) > 1:
+                    item = await self._gather_until(seq, item, last_yield + self._stream_interval_s)
                 # A consumer slower than the step loop (a busy event loop, a slow client) gets what
                 # piled up as one delta: fewer, larger chunks instead of a growing backlog.
-                while not isinstance(item, BaseException) and item.finish_reason is None and not seq.outbox.empty():
+                while _open(item) and not seq.outbox.empty():
                     item = _merge(item, seq.outbox.get_nowait())
                 if isinstance(item, BaseException):
                     raise item
                 yield item
+                last_yield = loop.time()
                 if item.finish_reason is not None:
                     return
         finally:
             # Closed early (client gone, stop found by the caller) or done: the loop drops it before the next step.
             seq.cancelled = True
+
+    async def _gather_until(self, seq: _Sequence, item: Any, deadline: float) -> Any:
+        """Merge the deltas that arrive before `deadline` into `item`.
+
+        Only while other sequences run: every chunk costs a trip through Serve's stream, the
+        ingress and the client's connection, which is what limits a busy replica, not the forward
+        pass. A lone request still streams token by token; its first token is never held.
+        """
+        loop = asyncio.get_running_loop()
+        while _open(item) and (remaining := deadline - loop.time()) > 0:
+            try:
+                item = _merge(item, await asyncio.wait_for(seq.outbox.get(), remaining))
+            except TimeoutError:
+                break
+        return item
 
     async def check_health(self) -> None:
         # A one-token forward pass: proves the weights are loaded and torch still runs.
@@ -259,6 +282,10 @@ class _Sequence:
         delta = GenerationDelta(text, self._unreported, reason, tuple(self._logprobs))
         self._unreported, self._logprobs = 0, []
         return delta
+
+
+def _open(item: Any) -> bool:
+    return isinstance(item, GenerationDelta) and item.finish_reason is None
 
 
 def _merge(first: GenerationDelta, then: GenerationDelta | BaseException) -> GenerationDelta | BaseException:

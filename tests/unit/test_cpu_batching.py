@@ -174,3 +174,13 @@ async def test_seeded_sampling_with_every_feature_is_reproducible_under_concurre
     alone = text_of(await collect(engine, PROMPTS[2], settings))
     together = await asyncio.gather(*(collect(engine, PROMPTS[2], settings) for _ in range(3)))
     assert [text_of(d) for d in together] == [alone] * 3
+
+
+async def test_while_others_run_a_stream_sends_several_tokens_per_delta(engine):
+    settings = SamplingSettings(max_tokens=40, temperature=0.0, ignore_eos=True)
+    alone = await collect(engine, PROMPTS[0], settings)
+    together = await asyncio.gather(*(collect(engine, p, settings) for p in PROMPTS))
+    assert text_of(together[0]) == text_of(alone)
+    assert all(sum(d.new_tokens for d in deltas) == 40 for deltas in together)
+    # The 20 ms stream interval (llm.stream_interval_ms) merges steps: fewer deltas than tokens.
+    assert sum(len(deltas) for deltas in together) < 40 * len(PROMPTS) / 2
