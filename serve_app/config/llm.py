@@ -36,8 +36,9 @@ class LLMConfig(_Strict):
     max_n: int = Field(default=8, ge=1, le=128, description="The largest `n` (choices per prompt) a request may ask.")
     max_prompts: int = Field(default=32, ge=1, description="The longest list of prompts one /v1/completions may send.")
     stream_interval_ms: int = Field(
-        default=20,
+        default=50,
         ge=0,
         description="transformers engine: while several requests run, a stream sends what its request "
-        "generated in this long as one chunk (a lone request streams every token); 0: every token.",
+        "generated in this long as one chunk (a lone request streams every token); 0: every token. "
+        "50 ms is Ray Serve LLM's own stream batching interval.",
     )

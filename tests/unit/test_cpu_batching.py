@@ -182,5 +182,5 @@ async def test_while_others_run_a_stream_sends_several_tokens_per_delta(engine):
     together = await asyncio.gather(*(collect(engine, p, settings) for p in PROMPTS))
     assert text_of(together[0]) == text_of(alone)
     assert all(sum(d.new_tokens for d in deltas) == 40 for deltas in together)
-    # The 20 ms stream interval (llm.stream_interval_ms) merges steps: fewer deltas than tokens.
+    # The stream interval (llm.stream_interval_ms, 50 ms) merges steps: fewer deltas than tokens.
     assert sum(len(deltas) for deltas in together) < 40 * len(PROMPTS) / 2
