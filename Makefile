@@ -69,6 +69,7 @@ lock: | $(UV)
 # Each script starts configs/local.yaml (or a slim copy) itself and prints its ratios; about 12 minutes in all.
 bench: install models test-tools
 	$(PY) benchmarks/chat_latency.py
+	$(PY) benchmarks/llm_batching.py
 	$(PY) benchmarks/vision_throughput.py
 	$(PY) benchmarks/video_rtf.py --seconds 120
 	$(PY) benchmarks/llm_variants.py

@@ -205,19 +205,21 @@ class ASR(ModelDeployment):
             )
             self._pipeline.model.max_length = self._max_length(options.prompt)
             result = self._pipeline.transcribe(
-                audio, batch_size=self._config.batch_size, language=options.language, task="transcribe"
+                audio, batch_size=self._config.batch_size, language=options.language, task=options.task
             )
             timings.transcribe = time.perf_counter() - t0
         language = result["language"]
         raw = result["segments"]
+        # A translation is English text, whatever language was spoken: English words to align.
+        text_language = "en" if options.task == "translate" else language
         aligned, note = False, None
         if not options.word_timestamps:
             note = "word alignment was not requested"
-        elif language not in self._aligners:
-            note = f"no aligner is configured for language '{language}': segment timings only"
+        elif text_language not in self._aligners:
+            note = f"no aligner is configured for language '{text_language}': segment timings only"
         elif raw:
             t0 = time.perf_counter()
-            model, metadata = self._aligners[language]
+            model, metadata = self._aligners[text_language]
             raw = whisperx.align(raw, model, metadata, audio, self.device)["segments"]
             timings.align = time.perf_counter() - t0
             aligned = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,14 +24,17 @@ from typing import Any
 
 from ray import serve
 
+from deployments import llm_choices as choices
 from deployments import llm_requests as mapping
+from deployments import llm_tools as tools
 from deployments.base import ModelDeployment
-from deployments.engines.base import GenerationDelta, SamplingSettings
+from deployments.engines.base import LOGPROBS, STRUCTURED_OUTPUTS, GenerationDelta, SamplingSettings
 from deployments.gpu_budget import vllm_memory_utilization
 from deployments.llm_adapters import Adapters
+from deployments.tool_parsers import parser_for
 from serve_app import metrics
 from serve_app.config import LLMConfig
-from serve_app.errors import NotFound, RequestT, parse_request
+from serve_app.errors import InvalidRequest, NotFound, RequestT, parse_request
 from serve_app.gpu_plan import GPUClaim
 from serve_app.protocol import (
     ChatCompletion,
@@ -38,8 +42,10 @@ from serve_app.protocol import (
     ChatCompletionRequest,
     ChunkDelta,
     Completion,
+    CompletionChoice,
     CompletionRequest,
     ModelCard,
+    Usage,
 )
 
 
@@ -66,6 +72,8 @@ class LLM(ModelDeployment):
         self._engine = create_engine(self._config, self.model_path)
         self._tokenizer = self._engine.tokenizer
         self._adapters = Adapters(self._engine, llm, model_store)
+        self._formatter = mapping.LogprobFormatter(self._tokenizer)
+        self._tool_parser = parser_for(_model_type(self.model_path))
         self._stats = GenerationStats(llm.served_name)
         adapters = f", adapters {[a.name for a in llm.adapters]}" if llm.adapters else ""
         self._announce_loaded(f"context {self._engine.max_model_len} tokens{adapters}")
@@ -110,84 +118,135 @@ class LLM(ModelDeployment):
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     async def chat(self, request: ChatCompletionRequest | dict) -> ChatCompletion:
-        request = self._accept(ChatCompletionRequest, request)
-        acc, deltas = await self._start(
-            request, mapping.chat_prompt_ids(self._tokenizer, request), "messages", stream=False
+        request = await self._accept(ChatCompletionRequest, request)
+        prompt_ids, mode, generations = self._start_chat(request, stream=False)
+        await choices.drain(generations)
+        formatter = self._formatter if request.logprobs else None
+        accs = [g.acc for g in generations]
+        return ChatCompletion(
+            model=request.model,
+            choices=[choices.chat_choice(acc, mode, formatter) for acc in accs],
+            usage=mapping.total_usage(len(prompt_ids), accs),
         )
-        async for delta in deltas:
-            acc.add(delta)
-        return mapping.chat_completion(request.model, acc)
 
     async def chat_stream(self, request: ChatCompletionRequest | dict) -> AsyncIterator[ChatCompletionChunk]:
         # Everything that can reject the request runs before the first chunk, so a
         # caller awaiting that chunk gets a plain error instead of a broken stream.
-        request = self._accept(ChatCompletionRequest, request)
-        acc, deltas = await self._start(
-            request, mapping.chat_prompt_ids(self._tokenizer, request), "messages", stream=True
-        )
-        base = ChatCompletion(model=request.model, choices=[], usage=acc.usage)
-        yield mapping.chat_chunk(base, ChunkDelta(role="assistant", content=""))
-        async for delta in deltas:
-            acc.add(delta)
-            if delta.text or delta.finish_reason:
-                yield mapping.chat_chunk(base, ChunkDelta(content=delta.text or None), delta.finish_reason)
+        request = await self._accept(ChatCompletionRequest, request)
+        prompt_ids, mode, generations = self._start_chat(request, stream=True)
+        formatter = self._formatter if request.logprobs else None
+        base = ChatCompletion(model=request.model, choices=[], usage=Usage.of(0, 0))
+        streams = {id(g): choices.ChatChoiceStream(g.acc.index, mode, formatter) for g in generations}
+        for generation in generations:
+            yield mapping.chat_chunk(base, ChunkDelta(role="assistant", content=""), index=generation.acc.index)
+        async for generation, delta in choices.interleave(generations):
+            for choice in streams[id(generation)].feed(delta):
+                yield ChatCompletionChunk(id=base.id, created=base.created, model=base.model, choices=[choice])
         if request.include_usage_in_stream:
-            yield mapping.chat_usage_chunk(base, acc.usage)
+            yield mapping.chat_usage_chunk(base, mapping.total_usage(len(prompt_ids), [g.acc for g in generations]))
 
     async def completion(self, request: CompletionRequest | dict) -> Completion:
-        request = self._accept(CompletionRequest, request)
-        acc, deltas = await self._start(
-            request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt", stream=False
+        request = await self._accept(CompletionRequest, request)
+        prompts, generations = self._start_completion(request, stream=False)
+        await choices.drain(generations)
+        return Completion(
+            model=request.model,
+            choices=[self._completion_choice(request, prompts, g.acc) for g in generations],
+            usage=mapping.total_usage(sum(len(p) for p in prompts), [g.acc for g in generations]),
         )
-        async for delta in deltas:
-            acc.add(delta)
-        echo = request.prompt_text if request.echo else ""
-        return mapping.text_completion(request.model, acc, echo)
 
     async def completion_stream(self, request: CompletionRequest | dict) -> AsyncIterator[Completion]:
-        request = self._accept(CompletionRequest, request)
-        acc, deltas = await self._start(
-            request, mapping.completion_prompt_ids(self._tokenizer, request), "prompt", stream=True
-        )
+        request = await self._accept(CompletionRequest, request)
+        prompts, generations = self._start_completion(request, stream=True)
         base = Completion(model=request.model, choices=[])
-        if request.echo:
-            yield mapping.completion_chunk(base, request.prompt_text)
-        async for delta in deltas:
-            acc.add(delta)
-            if delta.text or delta.finish_reason:
-                yield mapping.completion_chunk(base, delta.text, delta.finish_reason)
+        offsets = {}
+        for generation in generations:
+            echo = self._echo(request, prompts, generation.acc.index)
+            offsets[id(generation)] = len(echo)
+            if echo:
+                yield mapping.completion_chunk(base, echo, index=generation.acc.index)
+        async for generation, delta in choices.interleave(generations):
+            logprobs = None
+            if request.logprobs is not None and delta.logprobs:
+                logprobs = self._formatter.completion(delta.logprobs, offsets[id(generation)])
+            offsets[id(generation)] += len(delta.text)
+            if delta.text or delta.finish_reason or logprobs:
+                yield mapping.completion_chunk(base, delta.text, delta.finish_reason, generation.acc.index, logprobs)
         if request.include_usage_in_stream:
-            yield mapping.completion_usage_chunk(base, acc.usage)
+            usage = mapping.total_usage(sum(len(p) for p in prompts), [g.acc for g in generations])
+            yield mapping.completion_usage_chunk(base, usage)
 
     async def check_health(self) -> None:
         await self._engine.check_health()
 
-    def _accept(self, model_type: type[RequestT], request: RequestT | dict) -> RequestT:
+    async def _accept(self, model_type: type[RequestT], request: RequestT | dict) -> RequestT:
         request = parse_request(model_type, request)
         if request.model != self.served_name and request.model not in self._adapters:
             raise NotFound(f"The model '{request.model}' does not exist", param="model")
+        if request.n > self._config.max_n:
+            raise InvalidRequest(f"n must be at most {self._config.max_n} for this model", param="n")
+        if request.model != self.served_name:
+            # Loaded (or an LRU hit) now: an adapter that cannot load answers before any output.
+            await self._adapters.load(request.model)
         return request
 
-    async def _start(
-        self, request: Any, prompt_ids: list[int], prompt_param: str, *, stream: bool
-    ) -> tuple[mapping.Accumulator, AsyncIterator[GenerationDelta]]:
-        """Validate the request against the context window, load its adapter if any, then start generating."""
-        settings = mapping.sampling_settings(request, len(prompt_ids), self._engine.max_model_len, prompt_param)
-        if request.model != self.served_name:
-            await self._adapters.load(request.model)
-            settings = dataclasses.replace(settings, adapter=request.model)
-            deltas = self._holding_adapter(prompt_ids, settings)
-        else:
+    def _adapter(self, request: ChatCompletionRequest | CompletionRequest) -> str | None:
+        return None if request.model == self.served_name else request.model
+
+    def _start_chat(
+        self, request: ChatCompletionRequest, *, stream: bool
+    ) -> tuple[list[int], tools.ToolMode, list[choices.Generation]]:
+        mode = tools.tool_mode(request, self._tool_parser)
+        grammar = tools.grammar_for(request, mode)
+        if grammar is not None:
+            param = "response_format" if mode.kind in ("none", "auto") else "tool_choice"
+            self._require(STRUCTURED_OUTPUTS, param)
+        if request.logprobs:
+            self._require(LOGPROBS, "logprobs")
+        prompt_ids = mapping.chat_prompt_ids(self._tokenizer, request, with_tools=mode.kind != "none")
+        settings = mapping.sampling_settings(request, len(prompt_ids), self._engine.max_model_len, "messages")
+        settings = dataclasses.replace(settings, grammar=grammar, adapter=self._adapter(request))
+        return prompt_ids, mode, [self._generation(prompt_ids, settings, i, stream) for i in range(request.n)]
+
+    def _start_completion(
+        self, request: CompletionRequest, *, stream: bool
+    ) -> tuple[list[list[int]], list[choices.Generation]]:
+        if request.logprobs is not None:
+            self._require(LOGPROBS, "logprobs")
+        prompts = mapping.completion_prompts(
+            self._tokenizer, request, self._engine.vocab_size, self._config.max_prompts
+        )
+        # Every prompt is checked against the context window before any generation starts.
+        settings = [
+            dataclasses.replace(
+                mapping.sampling_settings(request, len(ids), self._engine.max_model_len, "prompt"),
+                adapter=self._adapter(request),
+            )
+            for ids in prompts
+        ]
+        return prompts, [
+            self._generation(ids, s, p * request.n + j, stream, seed_index=j)
+            for p, (ids, s) in enumerate(zip(prompts, settings, strict=True))
+            for j in range(request.n)
+        ]
+
+    def _generation(
+        self, prompt_ids: list[int], settings: Any, index: int, stream: bool, seed_index: int | None = None
+    ) -> choices.Generation:
+        settings = mapping.choice_settings(settings, index if seed_index is None else seed_index)
+        if settings.adapter is None:
             deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
+        else:
+            deltas = self._holding_adapter(prompt_ids, settings)
         # The clock starts here, once the request passed validation: TTFT includes the engine's queue.
         tracked = self._stats.track(deltas, prompt_tokens=len(prompt_ids), stream=stream, started=time.perf_counter())
-        return mapping.Accumulator(prompt_tokens=len(prompt_ids)), tracked
+        return choices.Generation(mapping.Accumulator(prompt_tokens=len(prompt_ids), index=index), tracked)
 
     async def _holding_adapter(
         self, prompt_ids: list[int], settings: SamplingSettings
     ) -> AsyncIterator[GenerationDelta]:
         # Held from the generation's first step to its end; a stream cut before its first token never
-        # started this, so it holds nothing. Acquiring again is an LRU hit unless evicted since `load`.
+        # started this, so it holds nothing. Acquiring again is an LRU hit unless evicted since `_accept`.
         await self._adapters.acquire(settings.adapter)
         deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
         try:
@@ -196,6 +255,25 @@ class LLM(ModelDeployment):
         finally:
             await deltas.aclose()
             await self._adapters.release(settings.adapter)
+
+    def _require(self, capability: str, param: str) -> None:
+        if capability not in self._engine.capabilities:
+            raise InvalidRequest(
+                f"the {self._engine.name} engine serving this model does not support {capability}", param=param
+            )
+
+    def _echo(self, request: CompletionRequest, prompts: list[list[int]], index: int) -> str:
+        if not request.echo:
+            return ""
+        prompt = request.prompts[index // request.n]
+        return prompt if isinstance(prompt, str) else self._tokenizer.decode(prompts[index // request.n])
+
+    def _completion_choice(self, request: CompletionRequest, prompts: list[list[int]], acc: mapping.Accumulator):
+        echo = self._echo(request, prompts, acc.index)
+        logprobs = self._formatter.completion(acc.logprobs, len(echo)) if request.logprobs is not None else None
+        return CompletionChoice(
+            index=acc.index, text=echo + acc.text, finish_reason=acc.finish_reason, logprobs=logprobs
+        )
 
 
 class GenerationStats:
@@ -242,3 +320,11 @@ class GenerationStats:
             metrics.LLM_COMPLETION_TOKENS.inc(generated, self._tags)
             # Stop the engine now (vLLM frees the sequence's KV blocks), not at garbage collection.
             await deltas.aclose()
+
+
+def _model_type(model_dir: Path) -> str | None:
+    """The checkpoint's family (config.json's model_type), which picks its tool-call parser."""
+    try:
+        return json.loads((model_dir / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None

@@ -244,12 +244,14 @@ class FakeASR:
     def __init__(self, name: str = "fake-whisper"):
         self.name = name
         self.media: list[bytes | str] = []
+        self.options: list[TranscriptionOptions] = []
 
     def card(self) -> ModelCard:
         return ModelCard(id=self.name, kind="asr", engine="fake", version="v1")
 
     def transcribe(self, media: bytes | str, options: TranscriptionOptions) -> Transcript:
         self.media.append(media)
+        self.options.append(options)
         text = f"{len(media)} bytes"
         segment = TranscriptionSegment(id=0, start=0.0, end=1.0, text=text)
         subtitles = f"1\n00:00:00,000 --> 00:00:01,000\n{text}\n" if options.subtitles else None
@@ -323,6 +325,8 @@ class FakeEngine:
     def __init__(self, words: tuple[str, ...] = ("Hello", " there"), *, name: str = "fake", max_model_len: int = 1024):
         self.name = name
         self.max_model_len = max_model_len
+        self.vocab_size = 1024
+        self.capabilities = frozenset({"structured_outputs", "logprobs", "batching"})
         self.tokenizer = None
         self.words = words
         self.calls: list[tuple[list[int], Any, str]] = []

@@ -15,6 +15,20 @@ from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
 
+# What an engine can do beyond plain sampling; the deployment answers 400 for a request that needs more.
+STRUCTURED_OUTPUTS = "structured_outputs"
+LOGPROBS = "logprobs"
+LORA = "lora"
+BATCHING = "batching"
+
+
+@dataclass(frozen=True)
+class GrammarSpec:
+    """A constraint on the generated text: any JSON object, or JSON matching a schema (as a JSON string)."""
+
+    kind: Literal["json_object", "json_schema"]
+    schema: str | None = None
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -25,7 +39,23 @@ class SamplingSettings:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    # vLLM's extensions, with its meanings: top_k 0 = all tokens; the repetition penalty
+    # scales the logits of tokens already in the prompt or output (1.0 = off).
+    top_k: int = 0
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    repetition_penalty: float = 1.0
+    # None: no logprobs; k: the sampled token's logprob and the k most likely (raw model logprobs).
+    logprobs: int | None = None
+    grammar: GrammarSpec | None = None
     adapter: str | None = None  # a LoRA adapter the engine has loaded (load_adapter); None: the base model
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()  # (token id, logprob), most likely first
 
 
 @dataclass(frozen=True)
@@ -33,11 +63,14 @@ class GenerationDelta:
     text: str
     new_tokens: int
     finish_reason: FinishReason | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per new token when logprobs were asked for
 
 
 class Engine(Protocol):
     name: str
     max_model_len: int
+    vocab_size: int
+    capabilities: frozenset[str]
     tokenizer: Any  # a transformers PreTrainedTokenizerBase, shared by both engines
 
     def generate(

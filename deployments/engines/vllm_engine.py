@@ -21,7 +21,17 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deployments.engines.base import FinishReason, GenerationDelta, SamplingSettings
+from deployments.engines.base import (
+    BATCHING,
+    LOGPROBS,
+    LORA,
+    STRUCTURED_OUTPUTS,
+    FinishReason,
+    GenerationDelta,
+    GrammarSpec,
+    SamplingSettings,
+    TokenLogprob,
+)
 from serve_app.config import LLMConfig
 from serve_app.errors import APIError, InternalError, ServiceUnavailable
 
@@ -33,11 +43,13 @@ _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
 class VLLMEngine:
     name = "vllm"
+    capabilities = frozenset({STRUCTURED_OUTPUTS, LOGPROBS, BATCHING, LORA})
 
-    def __init__(self, engine: Any, tokenizer: Any, max_model_len: int):
+    def __init__(self, engine: Any, tokenizer: Any, max_model_len: int, vocab_size: int = 0):
         self._engine = engine
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
+        self.vocab_size = vocab_size
         self._loras: dict[str, Any] = {}  # adapter name -> its LoRARequest
         self._lora_ids = itertools.count(1)  # vLLM keys adapters by a positive int, unique per engine
 
@@ -53,7 +65,7 @@ class VLLMEngine:
         # Ray's metrics, so the node's exporter serves them beside the app's, as Ray Serve LLM does.
         engine = AsyncLLM.from_engine_args(to_engine_args(model_dir, config), stat_loggers=[RayPrometheusStatLogger])
         # Read after start-up: the engine core may shrink max_model_len to fit the KV cache.
-        return cls(engine, tokenizer, engine.model_config.max_model_len)
+        return cls(engine, tokenizer, engine.model_config.max_model_len, engine.model_config.get_vocab_size())
 
     async def generate(
         self, prompt_ids: list[int], settings: SamplingSettings, request_id: str
@@ -68,7 +80,7 @@ class VLLMEngine:
         async with aclosing(stream):
             try:
                 async for output in stream:
-                    delta = to_delta(output)
+                    delta = to_delta(output, settings.logprobs or 0)
                     if delta is not None:
                         yield delta
             except (GeneratorExit, asyncio.CancelledError):
@@ -138,13 +150,43 @@ def to_sampling_params(settings: SamplingSettings) -> SamplingParams:
         seed=settings.seed,
         presence_penalty=settings.presence_penalty,
         frequency_penalty=settings.frequency_penalty,
+        top_k=settings.top_k,
+        min_tokens=settings.min_tokens,
+        ignore_eos=settings.ignore_eos,
+        repetition_penalty=settings.repetition_penalty,
+        # vLLM's default logprobs are the raw model output's, as the CPU engine reports them.
+        logprobs=settings.logprobs,
+        structured_outputs=to_structured_outputs(settings.grammar),
         skip_special_tokens=True,
         # Each RequestOutput then carries only the text and token ids new since the last.
         output_kind=RequestOutputKind.DELTA,
     )
 
 
-def to_delta(output: RequestOutput) -> GenerationDelta | None:
+def to_structured_outputs(grammar: GrammarSpec | None) -> Any:
+    if grammar is None:
+        return None
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if grammar.kind == "json_schema":
+        return StructuredOutputsParams(json=grammar.schema)
+    return StructuredOutputsParams(json_object=True)
+
+
+def to_logprobs(completion: Any, top_logprobs: int) -> tuple[TokenLogprob, ...]:
+    """vLLM's per-position {token id: Logprob} → TokenLogprob. Each position holds the top
+    `top_logprobs` (ranks 1..k) and the sampled token, with its own rank, when it is not among them."""
+    if not completion.logprobs:
+        return ()
+    entries = []
+    for token_id, position in zip(completion.token_ids, completion.logprobs, strict=False):
+        ranked = sorted(position.items(), key=lambda item: item[1].rank)
+        top = tuple((tid, lp.logprob) for tid, lp in ranked if lp.rank <= top_logprobs)
+        entries.append(TokenLogprob(token_id, position[token_id].logprob, top))
+    return tuple(entries)
+
+
+def to_delta(output: RequestOutput, top_logprobs: int = 0) -> GenerationDelta | None:
     """Map one DELTA-mode RequestOutput; None when it carries nothing new."""
     completion = output.outputs[0]
     reason = completion.finish_reason
@@ -156,7 +198,7 @@ def to_delta(output: RequestOutput) -> GenerationDelta | None:
     if reason is None and not completion.text and not new_tokens:
         return None
     finish = _FINISH_REASONS[reason] if reason is not None else None
-    return GenerationDelta(completion.text, new_tokens, finish)
+    return GenerationDelta(completion.text, new_tokens, finish, to_logprobs(completion, top_logprobs))
 
 
 def _finish_error(reason: str) -> APIError:

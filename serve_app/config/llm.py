@@ -60,8 +60,17 @@ class LLMConfig(_Strict):
         "Default: the gpu_plan's memory budget over the real card's memory (0.9 without a plan).",
     )
     enable_prefix_caching: bool = True
-    max_num_seqs: int = Field(default=64, ge=1, description="vLLM: sequences batched per step.")
+    max_num_seqs: int = Field(default=64, ge=1, description="Sequences batched per step (both engines).")
     cpu_threads: int | None = Field(default=None, ge=1, description="transformers engine: torch intra-op threads.")
+    max_n: int = Field(default=8, ge=1, le=128, description="The largest `n` (choices per prompt) a request may ask.")
+    max_prompts: int = Field(default=32, ge=1, description="The longest list of prompts one /v1/completions may send.")
+    stream_interval_ms: int = Field(
+        default=50,
+        ge=0,
+        description="transformers engine: while several requests run, a stream sends what its request "
+        "generated in this long as one chunk (a lone request streams every token); 0: every token. "
+        "50 ms is Ray Serve LLM's own stream batching interval.",
+    )
     adapters: list[AdapterConfig] = Field(
         default_factory=list, description="LoRA adapters served as `model: <name>`, loaded on first use."
     )

@@ -1,19 +1,32 @@
 """LLM contracts: OpenAI's chat and text completions, whole and streamed.
 
 These follow the OpenAI API reference field for field, because the users' own OpenAI SDKs
-are the clients: a request accepts what those SDKs send, a response parses in them. Only
-n=1 and one prompt per request are served, and validation says so rather than ignoring it.
-`Usage` and `FinishReason` live here (token counts and stop reasons are the LLM's) and the
-pipelines that end in an LLM answer reuse them.
+are the clients: a request accepts what those SDKs send, a response parses in them. vLLM's
+common sampling extensions (top_k, min_tokens, ignore_eos, repetition_penalty) are accepted
+as vLLM accepts them. Limits that depend on the model (the largest `n`, the longest prompt
+list, the vocabulary) are the LLM deployment's checks. `Usage` and `FinishReason` live here
+(token counts and stop reasons are the LLM's) and the pipelines that end in an LLM answer reuse them.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_serializer, model_validator
 
 from serve_app.protocol.common import _Request, new_id, now
+from serve_app.protocol.llm_structured import (
+    MAX_TOP_LOGPROBS,
+    ChoiceLogprobs,
+    CompletionLogprobs,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+)
+
+MAX_N = 128  # a hard ceiling; each LLM's configured max_n is usually far lower
 
 
 class StreamOptions(_Request):
@@ -27,13 +40,18 @@ class SamplingFields(_Request):
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: Literal[1] = Field(default=1, description="Only n=1 is served.")
+    n: int = Field(default=1, ge=1, le=MAX_N, description="Choices per prompt (at most the LLM's max_n).")
     stop: str | list[str] | None = None
     seed: int | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # vLLM's extensions. top_k: -1 or 0 keep every token.
+    top_k: int = Field(default=0, ge=-1)
+    min_tokens: int = Field(default=0, ge=0)
+    ignore_eos: bool = False
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=2.0)
     user: str | None = Field(default=None, description="The end user: keeps them on one variant of an alias.")
 
     @field_validator("stop")
@@ -66,6 +84,15 @@ class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = Field(default=None, validate_default=True)  # a tool message answers this call
+
+    @field_validator("tool_call_id")
+    @classmethod
+    def _tool_messages_name_their_call(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("role") == "tool" and not value:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        return value
 
     def text(self) -> str:
         if self.content is None:
@@ -78,6 +105,46 @@ class ChatMessage(_Request):
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tool_names(cls, tools: list[Tool] | None) -> list[Tool] | None:
+        names = [t.function.name for t in tools or []]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tool names must be unique; repeated: {', '.join(duplicates)}")
+        return tools
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_names_a_given_tool(cls, choice: ToolChoice | None, info: ValidationInfo) -> ToolChoice | None:
+        tools = info.data.get("tools") or []
+        if isinstance(choice, str) and choice == "required" and not tools:
+            raise ValueError("tool_choice 'required' needs tools")
+        if not isinstance(choice, str) and choice is not None:
+            if choice.function.name not in {t.function.name for t in tools}:
+                raise ValueError(f"tool_choice names {choice.function.name!r}, which is not among the tools")
+        return choice
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs_need_logprobs(cls, top: int | None, info: ValidationInfo) -> int | None:
+        if top and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return top
+
+    @property
+    def effective_tool_choice(self) -> ToolChoice:
+        """OpenAI's default: `auto` when tools are given, else `none`."""
+        if self.tool_choice is not None:
+            return self.tool_choice
+        return "auto" if self.tools else "none"
 
     @model_validator(mode="after")
     def _fold_max_completion_tokens(self) -> ChatCompletionRequest:
@@ -88,25 +155,31 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] = Field(
-        description="A string, or a one-element list of strings (n=1, no batching of prompts)."
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A string, a list of strings, a list of token ids, or a list of token-id lists."
     )
     echo: bool = False
     max_tokens: int | None = Field(default=16, ge=1)
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
     @field_validator("prompt")
     @classmethod
-    def _single_prompt(cls, prompt: str | list[str]) -> str | list[str]:
-        if isinstance(prompt, list) and len(prompt) != 1:
-            raise ValueError("exactly one prompt per request is supported")
+    def _not_empty(cls, prompt):
+        if isinstance(prompt, list) and (not prompt or any(isinstance(p, list) and not p for p in prompt)):
+            raise ValueError("prompt must not be empty")
         return prompt
 
     @property
-    def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: text, or token ids."""
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        if all(isinstance(p, int) for p in self.prompt):
+            return [list(self.prompt)]
+        return list(self.prompt)
 
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class Usage(BaseModel):
@@ -125,14 +198,24 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    refusal: str | None = None  # OpenAI's schema requires it; this server never refuses by itself
+    tool_calls: list[ToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_tool_calls(self, handler):
+        # OpenAI leaves tool_calls out of an answer without calls (refusal stays, as null).
+        body = handler(self)
+        if body.get("tool_calls") is None:
+            body.pop("tool_calls", None)
+        return body
 
 
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: FinishReason
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -147,6 +230,7 @@ class ChatCompletion(BaseModel):
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler):
@@ -158,7 +242,7 @@ class ChatChunkChoice(BaseModel):
     index: int = 0
     delta: ChunkDelta
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -174,7 +258,7 @@ class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):

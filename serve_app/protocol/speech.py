@@ -32,6 +32,9 @@ class TranscriptionOptions(_Request):
     subtitles: Literal["srt", "vtt"] | None = Field(
         default=None, description="extension: also render subtitles (with the server's line limits)."
     )
+    task: Literal["transcribe", "translate"] = Field(
+        default="transcribe", description="translate: into English, Whisper's translate task (/v1/audio/translations)."
+    )
 
 
 class TranscriptionWord(BaseModel):

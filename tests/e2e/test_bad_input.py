@@ -80,8 +80,9 @@ def test_unknown_route_is_404_envelope(http):
     assert_envelope(http.get("/v1/nothing-here"), 404)
 
 
-def test_n_other_than_one_is_rejected(http):
-    assert_envelope(http.post("/v1/chat/completions", json={**GOOD_CHAT, "n": 3}), 400, param="n")
+def test_n_above_the_llms_max_n_is_rejected(http):
+    # configs/local.yaml leaves llm.max_n at its default, 8.
+    assert_envelope(http.post("/v1/chat/completions", json={**GOOD_CHAT, "n": 9}), 400, param="n")
 
 
 def test_sdk_raises_typed_errors(openai_client):

@@ -1,4 +1,4 @@
-"""/v1/audio/transcriptions through the official openai SDK, and the video-summary route over HTTP."""
+"""/v1/audio/transcriptions and /translations through the official openai SDK, and the video-summary route."""
 
 from __future__ import annotations
 
@@ -39,6 +39,18 @@ def assert_cue_times_valid(cues: list[tuple[float, float]], duration: float) -> 
     for start, end in cues:
         assert previous_end <= start < end <= duration + 1e-6, (start, end, previous_end, duration)
         previous_end = end
+
+
+def test_translations_run_whispers_translate_task_in_openais_shapes(openai_client, mp4):
+    def translate(**kw):
+        return openai_client.audio.translations.create(model="whisper-1", file=("speech.mp4", mp4), **kw)
+
+    assert isinstance(translate().text, str)
+    assert isinstance(translate(response_format="text"), str)
+    subtitles = list(srt.parse(translate(response_format="srt")))
+    assert_cue_times_valid([(c.start.total_seconds(), c.end.total_seconds()) for c in subtitles], SECONDS + 0.1)
+    verbose = translate(response_format="verbose_json")
+    assert verbose.duration == pytest.approx(SECONDS, abs=0.1)
 
 
 def test_every_response_format_parses_through_the_sdk(openai_client, mp4):

@@ -31,6 +31,35 @@ def test_the_sdk_uploads_a_transcription(client, asr):
     assert asr.media == [AUDIO[1]], "the alias reaches the ASR, with the file's bytes"
 
 
+def test_the_sdk_uploads_a_translation_which_asks_for_whispers_translate_task(client, asr):
+    sdk = openai.OpenAI(http_client=client, base_url="http://testserver/v1", api_key="unused", max_retries=0)
+    reply = sdk.audio.translations.create(model="whisper-1", file=AUDIO, prompt="Names: Priya", temperature=0.2)
+    assert reply.text == f"{len(AUDIO[1])} bytes"
+    options = asr.options[-1]
+    assert (options.task, options.prompt, options.temperature, options.language) == (
+        "translate",
+        "Names: Priya",
+        0.2,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "param"),
+    [
+        ({}, "model"),
+        ({"model": ASR, "response_format": "xml"}, "response_format"),
+        ({"model": ASR, "temperature": 2}, "temperature"),
+    ],
+    ids=["no-model", "bad-format", "bad-temperature"],
+)
+def test_a_bad_translation_form_is_400_naming_the_field(client, asr, data, param):
+    reply = client.post("/v1/audio/translations", data=data, files={"file": AUDIO})
+    assert_envelope(reply, 400, param=param)
+    assert asr.media == []
+    assert client.post("/v1/audio/translations", data={"model": ASR}, files={"file": AUDIO}).status_code == 200
+
+
 @pytest.mark.parametrize(("response_format", "media_type"), [("text", "text/plain"), ("srt", "text/plain")])
 def test_text_response_formats(client, response_format, media_type):
     reply = transcribe(client, data={"model": ASR, "response_format": response_format})

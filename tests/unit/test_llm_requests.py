@@ -156,7 +156,12 @@ def test_chat_completion_shape():
     assert isinstance(body["created"], int)
     assert body["model"] == "m"
     assert body["choices"] == [
-        {"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "length", "logprobs": None}
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello", "refusal": None},
+            "finish_reason": "length",
+            "logprobs": None,
+        }
     ]
     assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
 

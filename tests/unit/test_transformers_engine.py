@@ -44,14 +44,14 @@ def text_of(deltas: list[GenerationDelta]) -> str:
 def step_counter(monkeypatch) -> list[int]:
     """Counts forward passes, i.e. tokens the engine actually generated."""
     calls = []
-    original = transformers_engine._Decoding.step
+    original = transformers_engine.RowSampler.sample
 
-    def counting_step(self):
-        token = original(self)
+    def counting_sample(self, logits):
+        token, logprob = original(self, logits)
         calls.append(token)
-        return token
+        return token, logprob
 
-    monkeypatch.setattr(transformers_engine._Decoding, "step", counting_step)
+    monkeypatch.setattr(transformers_engine.RowSampler, "sample", counting_sample)
     return calls
 
 
@@ -149,13 +149,13 @@ async def test_concurrent_generations_equal_the_same_generations_run_one_by_one(
 
 async def test_concurrent_generations_interleave_step_by_step(engine, prompt_ids, monkeypatch):
     order = []
-    original = transformers_engine._Decoding.step
+    original = transformers_engine.RowSampler.sample
 
-    def recording_step(self):
+    def recording_sample(self, logits):
         order.append(id(self))
-        return original(self)
+        return original(self, logits)
 
-    monkeypatch.setattr(transformers_engine._Decoding, "step", recording_step)
+    monkeypatch.setattr(transformers_engine.RowSampler, "sample", recording_sample)
     await asyncio.gather(
         *(collect(engine, prompt_ids, concurrent_settings(seed), f"r{seed}") for seed in CONCURRENT_SEEDS)
     )

@@ -15,7 +15,7 @@ from vllm import AsyncEngineArgs
 from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.sampling_params import RequestOutputKind, SamplingParams, SamplingType
 
-from deployments.engines.base import GenerationDelta, SamplingSettings
+from deployments.engines.base import GenerationDelta, GrammarSpec, SamplingSettings, TokenLogprob
 from deployments.engines.vllm_engine import (
     VLLMEngine,
     to_delta,
@@ -297,10 +297,58 @@ def test_create_exports_vllms_own_metrics_through_ray(monkeypatch):
 
     def from_engine_args(engine_args, **kwargs):
         created.update(kwargs)
-        return SimpleNamespace(model_config=SimpleNamespace(max_model_len=512))
+        return SimpleNamespace(model_config=SimpleNamespace(max_model_len=512, get_vocab_size=lambda: 1024))
 
     monkeypatch.setattr(AsyncLLM, "from_engine_args", from_engine_args)
     store = Path(__file__).resolve().parents[2] / "models" / "tiny-qwen2" / "v1"
     engine = VLLMEngine.create(store, LLMConfig(served_name="t", model="tiny-qwen2", version="v1"))
     assert created["stat_loggers"] == [RayPrometheusStatLogger]
-    assert engine.max_model_len == 512
+    assert (engine.max_model_len, engine.vocab_size) == (512, 1024)
+
+
+# --- the wider OpenAI surface, mapped to vLLM's own features ------------------
+
+
+def test_extensions_map_to_vllms_sampling_params() -> None:
+    params = to_sampling_params(
+        SamplingSettings(max_tokens=8, top_k=40, min_tokens=3, ignore_eos=True, repetition_penalty=1.3, logprobs=5)
+    )
+    assert (params.top_k, params.min_tokens, params.ignore_eos) == (40, 3, True)
+    assert params.repetition_penalty == 1.3
+    assert params.logprobs == 5
+    assert params.structured_outputs is None
+
+
+def test_a_json_schema_maps_to_structured_outputs() -> None:
+    schema = '{"type": "object", "properties": {"a": {"type": "integer"}}}'
+    params = to_sampling_params(SamplingSettings(max_tokens=8, grammar=GrammarSpec("json_schema", schema)))
+    assert params.structured_outputs.json == schema
+
+
+def test_json_object_maps_to_structured_outputs() -> None:
+    params = to_sampling_params(SamplingSettings(max_tokens=8, grammar=GrammarSpec("json_object")))
+    assert params.structured_outputs.json_object is True
+
+
+def test_logprobs_map_to_token_logprobs_with_the_top_ones_by_rank() -> None:
+    from vllm.logprobs import Logprob
+
+    output = request_output("ab", [7, 9])
+    output.outputs[0].logprobs = [
+        {7: Logprob(-0.1, 1, "a"), 8: Logprob(-2.5, 2, "x")},
+        # The sampled token outside the top 2 comes with its own rank.
+        {3: Logprob(-0.2, 1, "c"), 4: Logprob(-1.9, 2, "d"), 9: Logprob(-4.0, 7, "b")},
+    ]
+    delta = to_delta(output, top_logprobs=2)
+    assert delta.logprobs == (
+        TokenLogprob(7, -0.1, ((7, -0.1), (8, -2.5))),
+        TokenLogprob(9, -4.0, ((3, -0.2), (4, -1.9))),
+    )
+
+
+def test_no_logprobs_map_to_none() -> None:
+    assert to_delta(request_output("a", [1])).logprobs == ()
+
+
+def test_the_engine_declares_what_it_supports() -> None:
+    assert {"structured_outputs", "logprobs", "batching"} <= VLLMEngine.capabilities

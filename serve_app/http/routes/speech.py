@@ -1,4 +1,4 @@
-"""Speech over HTTP: OpenAI's /v1/audio/transcriptions and the video-summary pipeline.
+"""Speech over HTTP: OpenAI's /v1/audio/transcriptions and /translations, and the video-summary pipeline.
 
 Uploads are read here and passed as bytes through the handles; decoding happens in
 the ASR replica, never on the ingress event loop.
@@ -83,6 +83,27 @@ class SpeechRoutes(Backends):
         )
         transcript = await self.transcribe(await file.read(), options)
         return render_transcription(transcript, response_format, granularities)
+
+    @api.post("/v1/audio/translations", dependencies=UPLOAD_API)
+    async def audio_translations(
+        self,
+        file: Annotated[UploadFile, File()],
+        model: Annotated[str, Form(min_length=1)],
+        prompt: Annotated[str | None, Form()] = None,
+        temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+        response_format: Annotated[TranscriptionFormat, Form()] = "json",
+    ) -> Any:
+        # OpenAI's translations: English text from speech in any language, the transcription's shapes.
+        options = TranscriptionOptions(
+            model=model,
+            prompt=prompt or None,
+            temperature=temperature,
+            word_timestamps=response_format in ("srt", "vtt"),
+            subtitles=response_format if response_format in ("srt", "vtt") else None,
+            task="translate",
+        )
+        transcript = await self.transcribe(await file.read(), options)
+        return render_transcription(transcript, response_format, [])
 
     @api.post("/v1/pipelines/video-summary", response_model=VideoSummary, dependencies=UPLOAD_API)
     async def video_summary(

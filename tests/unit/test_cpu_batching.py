@@ -1,0 +1,186 @@
+"""The CPU engine's continuous batching and per-row features, on the real tiny Qwen2 (no Ray).
+
+The tiny model emits noise: these tests compare runs with each other (alone against
+batched, constrained against the schema), never against expected text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import jsonschema
+import pytest
+
+from deployments.engines import kv_batch
+from deployments.engines.base import GenerationDelta, GrammarSpec, SamplingSettings
+from deployments.engines.transformers_engine import TransformersEngine
+from serve_app.config import LLMConfig
+
+PROMPTS = [
+    "Priya walked slowly to the station",
+    "The weather in Lisbon",
+    "Once upon a time there was a very long story about",
+    "1 2 3",
+]
+BOUNDED = {
+    "type": "object",
+    "properties": {
+        "colour": {"enum": ["red", "green", "blue"]},
+        "ok": {"type": "boolean"},
+        "size": {"type": "integer", "minimum": 0, "maximum": 9},
+    },
+    "required": ["colour", "ok", "size"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> TransformersEngine:
+    from serve_app.tiny_models import build_tiny_llm
+
+    model_dir = tmp_path_factory.mktemp("tiny-llm")
+    build_tiny_llm(model_dir)
+    return TransformersEngine.create(model_dir, LLMConfig(served_name="t", model="t", version="v1"))
+
+
+def ids(engine, text: str) -> list[int]:
+    return engine.tokenizer.encode(text)
+
+
+async def collect(engine, prompt: str, settings: SamplingSettings) -> list[GenerationDelta]:
+    return [d async for d in engine.generate(ids(engine, prompt), settings, "r")]
+
+
+def text_of(deltas: list[GenerationDelta]) -> str:
+    return "".join(d.text for d in deltas)
+
+
+@pytest.fixture()
+def decode_calls(monkeypatch) -> list[int]:
+    """Rows in each batched decode forward pass."""
+    calls = []
+    original = kv_batch.KVBatch.decode
+
+    def counting(self, tokens, adapters):
+        calls.append(len(tokens))
+        return original(self, tokens, adapters)
+
+    monkeypatch.setattr(kv_batch.KVBatch, "decode", counting)
+    return calls
+
+
+async def test_greedy_output_in_a_batch_equals_its_output_alone(engine, decode_calls):
+    settings = SamplingSettings(max_tokens=24, temperature=0.0, ignore_eos=True)
+    alone = [text_of(await collect(engine, p, settings)) for p in PROMPTS]
+    decode_calls.clear()
+    together = await asyncio.gather(*(collect(engine, p, settings) for p in PROMPTS))
+    assert [text_of(d) for d in together] == alone
+    assert max(decode_calls) == len(PROMPTS)  # one forward pass decoded all of them
+
+
+async def test_requests_that_join_mid_generation_leave_the_others_unchanged(engine):
+    settings = SamplingSettings(max_tokens=30, temperature=0.0, ignore_eos=True)
+    alone = text_of(await collect(engine, PROMPTS[0], settings))
+
+    async def late(prompt: str, delay_steps: int):
+        for _ in range(delay_steps):
+            await asyncio.sleep(0.005)
+        return text_of(await collect(engine, prompt, SamplingSettings(max_tokens=8, temperature=0.0)))
+
+    first, *_ = await asyncio.gather(collect(engine, PROMPTS[0], settings), late(PROMPTS[2], 3), late(PROMPTS[1], 6))
+    assert text_of(first) == alone
+
+
+async def test_a_closed_stream_frees_its_row_before_the_next_steps(engine):
+    stream = engine.generate(ids(engine, PROMPTS[0]), SamplingSettings(max_tokens=500, ignore_eos=True), "long")
+    await stream.__anext__()
+    await stream.aclose()
+    others = SamplingSettings(max_tokens=6, temperature=0.0, ignore_eos=True)
+    rows_seen = []
+
+    async def watch():
+        for _ in range(50):
+            rows_seen.append(len(engine._running))
+            await asyncio.sleep(0.002)
+
+    await asyncio.gather(collect(engine, PROMPTS[1], others), watch())
+    assert max(rows_seen) <= 1
+    assert engine._running == [] or all(not s.cancelled for s in engine._running)
+
+
+async def test_logprobs_come_one_per_token_with_the_top_alternatives(engine):
+    deltas = await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=10, temperature=0.0, logprobs=3))
+    entries = [lp for d in deltas for lp in d.logprobs]
+    assert len(entries) == sum(d.new_tokens for d in deltas)
+    for entry in entries:
+        assert len(entry.top) == 3
+        assert entry.logprob <= 0.0
+        # Greedy: the chosen token is the most likely one.
+        assert entry.top[0][0] == entry.token_id
+        assert entry.top[0][1] == pytest.approx(entry.logprob)
+
+
+async def test_no_logprobs_unless_asked(engine):
+    deltas = await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=5, temperature=0.0))
+    assert all(d.logprobs == () for d in deltas)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+async def test_a_bounded_schema_gives_json_that_validates_beside_unconstrained_requests(engine, seed):
+    grammar = GrammarSpec("json_schema", json.dumps(BOUNDED))
+    constrained = SamplingSettings(max_tokens=60, temperature=1.0, seed=seed, grammar=grammar)
+    free = SamplingSettings(max_tokens=40, temperature=1.0, seed=seed)
+    out, *_ = await asyncio.gather(
+        collect(engine, PROMPTS[0], constrained), collect(engine, PROMPTS[1], free), collect(engine, PROMPTS[2], free)
+    )
+    jsonschema.validate(json.loads(text_of(out)), BOUNDED)
+    assert out[-1].finish_reason == "stop"
+
+
+async def test_min_tokens_holds_off_the_end_marker(engine):
+    for seed in range(6):
+        deltas = await collect(engine, PROMPTS[3], SamplingSettings(max_tokens=20, min_tokens=20, seed=seed))
+        assert sum(d.new_tokens for d in deltas) == 20
+        assert deltas[-1].finish_reason == "length"
+
+
+async def test_top_k_one_is_greedy(engine):
+    greedy = text_of(await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=16, temperature=0.0)))
+    top1 = text_of(await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=16, temperature=1.0, top_k=1)))
+    assert top1 == greedy
+
+
+async def test_repetition_penalty_changes_a_greedy_output(engine):
+    plain = text_of(await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=24, temperature=0.0)))
+    penalized = text_of(
+        await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=24, temperature=0.0, repetition_penalty=1.8))
+    )
+    assert penalized != plain
+
+
+async def test_seeded_sampling_with_every_feature_is_reproducible_under_concurrency(engine):
+    settings = SamplingSettings(
+        max_tokens=16,
+        temperature=0.9,
+        top_k=50,
+        top_p=0.9,
+        seed=7,
+        presence_penalty=0.5,
+        repetition_penalty=1.2,
+        logprobs=2,
+        min_tokens=4,
+    )
+    alone = text_of(await collect(engine, PROMPTS[2], settings))
+    together = await asyncio.gather(*(collect(engine, PROMPTS[2], settings) for _ in range(3)))
+    assert [text_of(d) for d in together] == [alone] * 3
+
+
+async def test_while_others_run_a_stream_sends_several_tokens_per_delta(engine):
+    settings = SamplingSettings(max_tokens=40, temperature=0.0, ignore_eos=True)
+    alone = await collect(engine, PROMPTS[0], settings)
+    together = await asyncio.gather(*(collect(engine, p, settings) for p in PROMPTS))
+    assert text_of(together[0]) == text_of(alone)
+    assert all(sum(d.new_tokens for d in deltas) == 40 for deltas in together)
+    # The stream interval (llm.stream_interval_ms, 50 ms) merges steps: fewer deltas than tokens.
+    assert sum(len(deltas) for deltas in together) < 40 * len(PROMPTS) / 2
