@@ -111,7 +111,9 @@ def test_limits_are_exact_across_two_replicas_states(servers):
 
 def test_a_replica_serves_8_concurrent_clients_exactly(replicas):
     # (Replicas in one process share the app's state, so one replica here; the test above has two.)
-    (gw,) = replicas(1)
+    # A generous state deadline: on a loaded CI machine a 2 s one answers some requests 503, which
+    # is the fault path (tested on its own), not the exactness this test is about.
+    (gw,) = replicas(1, timeout_s=30)
     key = gw.post("/key/generate", json={"rpm_limit": 15}, headers=ADMIN).json()["key"]
     headers = {"authorization": f"Bearer {key}"}
     with ThreadPoolExecutor(8) as pool:
