@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from serve_app.config.common import _Strict
+from serve_app.config.common import _repeated, _Strict
 from serve_app.config.gateway import GatewayConfig
 from serve_app.config.gpu_plan import GPUPlanConfig
 from serve_app.config.ingress import IngressConfig
@@ -84,10 +84,10 @@ class AppConfig(_Strict):
     def _llm_ids_unique(self) -> AppConfig:
         ids = [i for llm in self.llms for i in llm.served_ids]
         names = [llm.deployment_name for llm in self.llms]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
+        twice = _repeated(ids)
         if twice:
             raise ValueError(f"llms: model ids {twice} are served twice (served_name and adapter names must differ)")
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = _repeated(names)
         if twice:
             raise ValueError(f"llms: deployment names {twice} are used twice")
         return self

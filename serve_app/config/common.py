@@ -11,6 +11,11 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def _repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted: what a config error about duplicates names."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 class _Strict(BaseModel):
     # A typo in a config key must fail loudly, not silently fall back to a default.
     model_config = ConfigDict(extra="forbid")

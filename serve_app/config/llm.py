@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from serve_app.config.common import _Strict
+from serve_app.config.common import _repeated, _Strict
 
 # What the vLLM engine derives from typed fields (or the GPU plan): setting them again in
 # engine_kwargs would leave two values for one knob, so the config names the field to use.
@@ -105,7 +105,7 @@ class LLMConfig(_Strict):
     @model_validator(mode="after")
     def _adapter_names_unique(self) -> LLMConfig:
         names = [a.name for a in self.adapters]
-        dupes = sorted({n for n in names if names.count(n) > 1} | ({self.served_name} & set(names)))
+        dupes = sorted({*_repeated(names), *({self.served_name} & set(names))})
         if dupes:
             raise ValueError(f"adapters: names {dupes} are used twice (or equal the served_name)")
         return self

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from serve_app.config.common import _Strict
+from serve_app.config.common import _repeated, _Strict
 
 
 class AliasTarget(_Strict):
@@ -47,7 +47,7 @@ class TrafficConfig(_Strict):
     @model_validator(mode="after")
     def _names_unique(self) -> TrafficConfig:
         names = [a.name for a in self.aliases]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = _repeated(names)
         if twice:
             raise ValueError(f"aliases {twice} are defined twice")
         return self
