@@ -14,15 +14,20 @@ STORE ?= models
 
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: serve test test-fast install models lock bench test-tools clean
+.PHONY: serve test test-heavy test-fast install models lock bench test-tools clean
 
 serve: install models
 	$(PY) -m serve_app run $(CONFIG)
 
 # Everything (what CI runs): lint, unit, HTTP-layer, integration with a real Ray Serve, e2e over HTTP.
+# `make test` is everything but the cold starts of whole apps of their own (marker `heavy`), which
+# `make test-heavy` runs in a Ray of its own; CI (.ci/run) runs both, one after the other.
 test: install models test-tools
 	$(PY) -m ruff check .
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest -m "not heavy" --durations=15
+
+test-heavy: install models test-tools
+	$(PY) -m pytest -m heavy --durations=15
 
 # The inner loop: lint, unit and HTTP-layer tests; no Ray, no model loading beyond tokenizers.
 test-fast: install models
@@ -36,9 +41,13 @@ install: $(INSTALLED)
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION)
 
+# --compile-bytecode: every replica is a fresh process importing torch and transformers, and where
+# PYTHONDONTWRITEBYTECODE is set (CI images often set it) none of that compiled code is ever cached:
+# each process would compile it all again, about twice the import time. Compiling once here costs
+# about a minute and a half on 2 cores.
 $(INSTALLED): pyproject.toml requirements.lock | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(VENV_PYTHON) $(VENV)
-	$(UV) pip sync --python $(PY) requirements.lock
+	$(UV) pip sync --compile-bytecode --python $(PY) requirements.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 

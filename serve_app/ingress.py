@@ -54,11 +54,14 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes)
         self._services = services
         self._config = config
         self._traffic = TrafficTable()
-        api.state.limits = config
-        api.state.api_key = required_api_key(config.api_key_env)
+        # What the middlewares read (scope["app"].state): kept, so a live reconfigure writes where
+        # __init__ did.
+        self._app_state = api.state
+        self._app_state.limits = config
+        self._app_state.api_key = required_api_key(config.api_key_env)
         self._versions: dict[str, str] = {}
         self._gateway = None if gateway is None else connect_gateway(gateway, services, self._model_version)
-        api.state.gateway = self._gateway
+        self._app_state.gateway = self._gateway
         self._publish_model_ids()
 
     def reconfigure(self, user_config: dict) -> None:
@@ -70,7 +73,7 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes)
     def _publish_model_ids(self) -> None:
         # The model ids metrics may name (serve_app.http.metrics): anything else is `unknown`.
         ids = {name for by_name in self._models.values() for name in by_name}
-        api.state.served_models = frozenset(ids | {alias.name for alias in self._traffic.aliases})
+        self._app_state.served_models = frozenset(ids | {alias.name for alias in self._traffic.aliases})
 
     @api.get("/health")
     async def health(self) -> dict[str, str]:

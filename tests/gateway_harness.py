@@ -18,6 +18,7 @@ def gateway_app(
     name: str, data_dir: Path, master_key: str, *, ingress_replicas: int = 2, gateway: dict | None = None
 ) -> dict:
     def slim(app: dict) -> None:
+        serve_harness.one_llm(app)  # the second LLM would start with Serve's default of a whole CPU
         args = app["args"]
         for section in ("speech", "video_summary", "vision"):
             args.pop(section, None)

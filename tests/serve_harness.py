@@ -101,8 +101,10 @@ def beside(app: dict, timeout_s: float = 300) -> Iterator[dict]:
     """`app` deployed next to the running applications for the block, then deleted to free its replicas."""
     from ray import serve
 
-    deploy_beside(app, timeout_s)
+    # Deleted on a failed or timed-out deploy too: a half-deployed app left behind would hold its
+    # replicas' CPUs and starve every later test of the session.
     try:
+        deploy_beside(app, timeout_s)
         yield app
     finally:
         serve.delete(app["name"])
@@ -116,8 +118,8 @@ def reconfigured(edit: Callable[[dict], None], timeout_s: float = 300) -> Iterat
     replicas; an edit of `ray_actor_options` or `args` restarts the deployments it touches, and only those.
     Either way no test pays for a copy of the app.
     """
-    deploy_beside(application("local.yaml", edit=edit), timeout_s)
     try:
+        deploy_beside(application("local.yaml", edit=edit), timeout_s)
         yield
     finally:
         deploy_beside(application("local.yaml"), timeout_s)

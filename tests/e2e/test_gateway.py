@@ -22,7 +22,7 @@ MASTER = "sk-e2e-master-0123456789"
 APP = "gw"
 CHAT = {"model": "tiny-qwen2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "seed": 0}
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.heavy, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

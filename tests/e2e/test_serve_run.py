@@ -19,7 +19,7 @@ from serve_app.launch import free_port, spawn
 from tests import serve_harness
 from tests.conftest import LOCAL_MODEL
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ as a replica registers them, so the tests also see that ours win.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from types import SimpleNamespace
@@ -22,6 +23,7 @@ import ray._private.worker
 from fastapi.responses import PlainTextResponse
 from ray import serve
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from starlette.datastructures import State
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
@@ -123,7 +125,7 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
 
     `unhealthy` maps deployments to the status serve.status() reports for them (else HEALTHY).
     `llm_adapters` (adapter id -> base id) and `user_config` (the traffic table) are passed as Serve does.
-    Several may run in one test; each client reaches its own replica.
+    Several may run in one test; each client reaches its own replica, with its own app state.
     """
     clients: list[TestClient] = []
 
@@ -176,9 +178,26 @@ def _replica(
         loop.run_until_complete(replica.__init__(models, services, config, gateway, llm_adapters))
     finally:
         loop.close()
+    _own_app_state(replica)
     for refusal in (BackPressureError, DeploymentUnavailableError):
         replica.app.add_exception_handler(refusal, _serve_refusal_as_plain_text)
     return replica
+
+
+def _own_app_state(replica: _Replica) -> None:
+    """Give the replica an app of its own holding what its __init__ set, as each Serve replica has.
+
+    In one process every replica shares the app `@serve.ingress` froze, and __init__ writes the
+    replica's state (limits, key, gateway) onto it: the last replica built would answer for all,
+    and a gateway's SQLite connection left there would have to be pickled by a later in-process
+    build of the app. A shallow copy shares the routes; Starlette points `scope["app"]` at the copy
+    and builds its middleware stack afresh.
+    """
+    shared = replica.app
+    own = copy.copy(shared)
+    own.state, shared.state = shared.state, State()
+    own.middleware_stack = None
+    replica._set_asgi_app(own)
 
 
 def _status(models: dict, services: dict, unhealthy: dict[str, str]) -> SimpleNamespace:

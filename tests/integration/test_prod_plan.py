@@ -12,7 +12,8 @@ from ray import serve
 from tests import serve_harness
 from tests.conftest import LOCAL_MODEL
 
-pytestmark = pytest.mark.slow
+# Eleven replicas cold-start: minutes on 2 cores, longer on a loaded CI machine.
+pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(900)]
 
 APP = "prod-plan"
 
@@ -39,9 +40,9 @@ def _tiny_model(app: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def prod_plan(local_app):
+def prod_plan(serve_http):
     prod = serve_harness.application("prod.yaml", name=APP, route_prefix=f"/{APP}", edit=_tiny_model)
-    with serve_harness.beside(prod):
+    with serve_harness.beside(prod, timeout_s=800):
         yield prod
 
 
