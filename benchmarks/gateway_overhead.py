@@ -26,7 +26,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serve_app.launch import free_port  # noqa: E402
+from serve_app.launch import free_port, set_ray_environment  # noqa: E402
 from tests import serve_harness  # noqa: E402
 from tests.gateway_harness import gateway_app, open_app  # noqa: E402
 
@@ -37,6 +37,7 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}],
 
 def main() -> None:
     args = _args()
+    set_ray_environment()
     import ray
 
     # Logical CPUs are bookkeeping: two slim apps side by side need a little more than a 2-core host declares.

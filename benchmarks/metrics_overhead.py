@@ -21,7 +21,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serve_app.launch import free_port  # noqa: E402
+from serve_app.launch import free_port, set_ray_environment  # noqa: E402
 from tests import serve_harness  # noqa: E402
 
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8, "seed": 0}
@@ -31,6 +31,7 @@ KEEP = {"Ingress", "LLM", "TextEmbedder"}
 
 def main() -> None:
     args = _args()
+    set_ray_environment()
     import ray
 
     ray.init(address="local", include_dashboard=False, namespace="serve", _metrics_export_port=free_port())

@@ -54,7 +54,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serve_app.launch import SERVE_NAMESPACE, free_port  # noqa: E402
+from serve_app.launch import SERVE_NAMESPACE, free_port, set_ray_environment  # noqa: E402
 from tests import serve_harness  # noqa: E402
 from tests.images import png  # noqa: E402
 
@@ -78,7 +78,7 @@ class Outcome:
 def main() -> None:
     args = _args()
     _stop_on_signals()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    set_ray_environment()
     # Three proxies start at once on a 2-core host that is busy (the test suite runs this beside its
     # own app): Serve's 5 s proxy readiness check would declare them dead before they bind their port.
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")

@@ -6,14 +6,13 @@ as on a real card; replicas still see no CUDA device, so engines run on CPU.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from serve_app.launch import free_port
+from serve_app.launch import free_port, set_ray_environment
 from tests import serve_harness
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Before Serve's modules load here: this process's handles read it too.
+set_ray_environment()
 
 LOCAL_MODEL = "tiny-qwen2"
 

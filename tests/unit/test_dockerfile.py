@@ -85,6 +85,14 @@ def test_the_metrics_port_is_exposed():
     assert str(DEFAULT_METRICS_PORT) in _all("EXPOSE")[0].split()
 
 
+def test_the_final_stage_starts_ray_with_the_platforms_environment():
+    from serve_app.launch import RAY_ENVIRONMENT
+
+    final = _stages()[-1]
+    declared = dict(item.split("=", 1) for env in _all("ENV", final) for item in env.split())
+    assert {name: declared.get(name) for name in RAY_ENVIRONMENT} == RAY_ENVIRONMENT
+
+
 def test_no_weights_state_or_whole_context_copied():
     for copy in _all("COPY"):
         sources = [w for w in copy.split() if not w.startswith("--")][:-1]
