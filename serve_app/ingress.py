@@ -17,6 +17,7 @@ from serve_app.config import GatewayConfig, IngressConfig
 from serve_app.gateway.service import connect_gateway
 from serve_app.http.app import AUTHENTICATED, api
 from serve_app.http.auth import required_api_key
+from serve_app.http.key_auth import allowed_models
 from serve_app.http.routes.keys import KeyRoutes
 from serve_app.http.routes.knowledge import KnowledgeRoutes
 from serve_app.http.routes.llm import LLMRoutes
@@ -88,9 +89,11 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes)
 
     @api.get("/v1/models", response_model=ModelList, dependencies=AUTHENTICATED)
     async def models(self) -> ModelList:
-        served = self._served()
+        allowed = allowed_models()  # a key limited to some models sees those alone
+        served = [(kind, name, h) for kind, name, h in self._served() if allowed is None or name in allowed]
         cards = await asyncio.gather(*(self._card(kind, name, h) for kind, name, h in served))
-        return ModelList(data=[*cards, *self._alias_cards()])
+        aliases = [card for card in self._alias_cards() if allowed is None or card.id in allowed]
+        return ModelList(data=[*cards, *aliases])
 
     def _alias_cards(self) -> list[ModelCard]:
         return [

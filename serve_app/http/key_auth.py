@@ -65,6 +65,13 @@ def authorize_model(name: str) -> None:
         raise PermissionDenied(f"This key may not use the model '{name}'; its models: {caller.models}", param="model")
 
 
+def allowed_models() -> frozenset[str] | None:
+    """The models the caller's key may use, as LiteLLM lists them on /v1/models; None: every one
+    (no gateway, the master key, or a key without a `models` list)."""
+    caller = _current.get()
+    return frozenset(caller.models) if caller is not None and caller.models else None
+
+
 def bearer(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":

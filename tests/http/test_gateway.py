@@ -16,7 +16,7 @@ from serve_app.config import CacheConfig, GatewayConfig
 from serve_app.gateway.service import STATE_SERVICE
 from serve_app.gateway.sqlite import SQLiteState
 from tests.fakes import FakeHandle
-from tests.http.support import LLM, assert_envelope
+from tests.http.support import ASR, DETECTOR, LLM, assert_envelope
 
 MASTER = "sk-master-0123456789"
 ADMIN = {"authorization": f"Bearer {MASTER}"}
@@ -116,6 +116,14 @@ def test_a_model_outside_the_keys_models_is_403(gw, llm):
     key = generate(gw, models=["some-other-model"])
     assert_envelope(gw.post("/v1/chat/completions", json=CHAT, headers=bearer(key)), 403, param="model")
     assert llm.prompts == []
+
+
+def test_models_lists_only_what_the_key_may_use(gw):
+    limited = gw.get("/v1/models", headers=bearer(generate(gw, models=[LLM]))).json()["data"]
+    assert [card["id"] for card in limited] == [LLM]
+    everything = {card["id"] for card in gw.get("/v1/models", headers=bearer(generate(gw))).json()["data"]}
+    assert everything == {card["id"] for card in gw.get("/v1/models", headers=ADMIN).json()["data"]}
+    assert {LLM, ASR, DETECTOR} <= everything
 
 
 def test_rpm_is_exact_with_openai_headers_and_retry_after(gw):
