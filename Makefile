@@ -19,9 +19,9 @@ export RAY_USAGE_STATS_ENABLED := 0
 serve: install models
 	$(PY) -m serve_app run $(CONFIG)
 
-# Everything (what CI runs): lint, unit, HTTP-layer, integration with a real Ray Serve, e2e over HTTP.
-# `make test` is everything but the cold starts of whole apps of their own (marker `heavy`), which
-# `make test-heavy` runs in a Ray of its own; CI (.ci/run) runs both, one after the other.
+# Lint, unit, HTTP-layer, integration with a real Ray Serve, e2e over HTTP: everything but the cold
+# starts of whole apps of their own (marker `heavy`), which `make test-heavy` runs in a Ray of its
+# own. CI (.ci/run) runs both, one after the other.
 test: install models test-tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest -m "not heavy" --durations=15

@@ -54,8 +54,9 @@ class SessionServe:
             import ray
 
             self.build_models()
-            # 20 logical CPUs: prod.yaml's plan (15 CPUs at min_replicas) must schedule next to
-            # local.yaml's; Ray's CPU counts are bookkeeping, the 2 real cores are shared.
+            # 20 logical CPUs: prod.yaml's plan (15 CPUs at min_replicas, `make test-heavy`) must
+            # schedule, and the gateway's app beside it; Ray's CPU counts are bookkeeping, the 2 real
+            # cores are shared.
             # address="local": always a fresh instance, never a cluster `ray start` (or a multi-node
             # test's simulated cluster) left in /tmp/ray/ray_current_cluster, which ray.init() would join.
             # Metrics are exported every second (Ray's default is 10 s), so metric tests wait less.
