@@ -261,7 +261,10 @@ class VideoSummary:
         self._asr = asr
         self._llm = llm  # the configured summariser's; `llms` answers a request naming another
         self._llms = LLMHandles(llms or {}, llm_adapters)
-        self._config = config
+        # A configured alias is the Ingress's to resolve (it names the target it picked in each request's
+        # options); a caller of this deployment's own handle gets the LLM it was bound to.
+        aliased = config.llm_model is not None and self._llms and config.llm_model not in self._llms
+        self._config = config.model_copy(update={"llm_model": None}) if aliased else config
 
     def _llm_for(self, options: VideoSummaryOptions) -> DeploymentHandle:
         return self._llms.pick(options.model) if options.model and self._llms else self._llm

@@ -32,7 +32,7 @@ def build_app(args: dict) -> Application:
         from serve_app.gateway.service import STATE_SERVICE
 
         services[STATE_SERVICE] = GatewayState.bind(config.data_dir)
-    return Ingress.bind(models, services, config.ingress, config.gateway, config.llm_adapters)
+    return Ingress.bind(models, services, config.ingress, config.gateway, config.llm_adapters, config.pipeline_llms)
 
 
 def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Application:
@@ -57,9 +57,9 @@ def add_speech(config: AppConfig, llms: dict[str, Application], models: dict, se
     if config.video_summary is not None:
         from pipelines.video_summary import VideoSummary
 
-        llm_model = config.video_summary.llm_model or config.llm.served_name
         summary = config.video_summary
-        services["video_summary"] = VideoSummary.bind(asr, llms[llm_model], summary, llms, config.llm_adapters)
+        llm = llms[config.pipeline_llm("video_summary.llm_model")]
+        services["video_summary"] = VideoSummary.bind(asr, llm, summary, llms, config.llm_adapters)
 
 
 def add_vision(config: AppConfig, llms: dict[str, Application], models: dict, services: dict) -> None:
@@ -94,7 +94,7 @@ def add_vision(config: AppConfig, llms: dict[str, Application], models: dict, se
     services["vector_store"] = store
     rag = vision.image_rag
     if rag is not None:
-        llm_model = rag.llm_model or config.llm.served_name
+        llm_model = config.pipeline_llm("vision.image_rag.llm_model")
         handles = RAGHandles(detector=detector, embedder=clip, store=store, llm=llms[llm_model])
         names = RAGModels(detector=detector_name, embedder=vision.clip.served_name, llm=llm_model)
         services["image_rag"] = ImageRAG.bind(handles, names, rag, limits, llms, config.llm_adapters)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.config import GatewayConfig, IngressConfig
+from serve_app.config import ConfigError, GatewayConfig, IngressConfig
 from serve_app.gateway.service import connect_gateway
 from serve_app.http.app import AUTHENTICATED, api
 from serve_app.http.auth import required_api_key
@@ -48,8 +48,10 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes)
         config: IngressConfig,
         gateway: GatewayConfig | None = None,
         llm_adapters: dict[str, str] | None = None,
+        pipeline_llms: dict[str, str] | None = None,
     ):
         self._llm_adapters = llm_adapters or {}  # adapter id -> its base LLM's id
+        self._pipeline_llms = pipeline_llms or {}  # YAML path -> the LLM, adapter or alias it names
         models = {**models, "llm": dict(LLMHandles(models.get("llm", {}), self._llm_adapters))}
         self._models = models
         self._services = services
@@ -68,7 +70,12 @@ class Ingress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes)
     def reconfigure(self, user_config: dict) -> None:
         """The traffic table (aliases and their weights), applied live: Serve calls this on a changed
         user_config without restarting the replica. An invalid table fails the update, naming the field."""
-        self._traffic = TrafficTable.from_user_config(user_config, set(self._models.get("llm", {})))
+        traffic = TrafficTable.from_user_config(user_config, set(self._models.get("llm", {})))
+        for path, name in self._pipeline_llms.items():
+            if name not in self._models.get("llm", {}) and name not in traffic:
+                served = sorted({*self._models.get("llm", {}), *(a.name for a in traffic.aliases)})
+                raise ConfigError(f"{path}: {name!r} is not an LLM, adapter or alias of this app; served: {served}")
+        self._traffic = traffic
         self._publish_model_ids()
 
     def _publish_model_ids(self) -> None:

@@ -92,16 +92,21 @@ class AppConfig(_Strict):
             raise ValueError(f"llms: deployment names {twice} are used twice")
         return self
 
-    @model_validator(mode="after")
-    def _pipeline_llms_served(self) -> AppConfig:
+    @property
+    def pipeline_llms(self) -> dict[str, str]:
+        """Each pipeline's configured LLM by its YAML path: an LLM, an adapter, or an alias of the
+        Ingress's traffic table. The table lives in the Ingress's user_config, which this config does
+        not see: the Ingress checks those names when the table is applied (Ingress.reconfigure)."""
         named = {"video_summary.llm_model": self.video_summary and self.video_summary.llm_model}
         if self.vision is not None and self.vision.image_rag is not None:
             named["vision.image_rag.llm_model"] = self.vision.image_rag.llm_model
-        for path, model in named.items():
-            if model is not None and self.llm_serving(model) is None:
-                served = [i for llm in self.llms for i in llm.served_ids]
-                raise ValueError(f"{path}: {model!r} is not an LLM or adapter in `llms`; served: {served}")
-        return self
+        return {path: model for path, model in named.items() if model}
+
+    def pipeline_llm(self, path: str) -> str:
+        """The LLM the pipeline at `path` is bound to: its own when it names an LLM or adapter, else the
+        first LLM (an alias is resolved per request by the Ingress, which names the target it picked)."""
+        named = self.pipeline_llms.get(path)
+        return named if named and self.llm_serving(named) is not None else self.llm.served_name
 
     @model_validator(mode="after")
     def _pipeline_needs_speech(self) -> AppConfig:

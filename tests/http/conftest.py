@@ -124,7 +124,8 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
     """`serve_ingress(models, services, api_key=..., gateway=..., **IngressConfig fields)` -> a client of that Ingress.
 
     `unhealthy` maps deployments to the status serve.status() reports for them (else HEALTHY).
-    `llm_adapters` (adapter id -> base id) and `user_config` (the traffic table) are passed as Serve does.
+    `llm_adapters` (adapter id -> base id), `pipeline_llms` (YAML path -> the LLM a pipeline names) and
+    `user_config` (the traffic table) are passed as Serve does.
     Several may run in one test; each client reaches its own replica, with its own app state.
     """
     clients: list[TestClient] = []
@@ -138,12 +139,13 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         gateway: GatewayConfig | None = None,
         llm_adapters: dict[str, str] | None = None,
         user_config: dict | None = None,
+        pipeline_llms: dict[str, str] | None = None,
         **ingress: Any,
     ) -> TestClient:
         if api_key is not None:
             monkeypatch.setenv(KEY_ENV, api_key)
             ingress["api_key_env"] = KEY_ENV
-        replica = _replica(models, services or {}, IngressConfig(**ingress), gateway, llm_adapters)
+        replica = _replica(models, services or {}, IngressConfig(**ingress), gateway, llm_adapters, pipeline_llms)
         if user_config is not None:
             replica.reconfigure(user_config)
         served = Served(replica, _status(models, services or {}, unhealthy or {}))
@@ -169,13 +171,14 @@ def _replica(
     config: IngressConfig,
     gateway: GatewayConfig | None = None,
     llm_adapters: dict | None = None,
+    pipeline_llms: dict | None = None,
 ) -> _Replica:
     """The class Serve runs in the replica, through its own (async) constructor."""
     replica = _Replica.__new__(_Replica)
     # A loop of its own: asyncio.run would unset the current loop that pytest-asyncio keeps.
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(replica.__init__(models, services, config, gateway, llm_adapters))
+        loop.run_until_complete(replica.__init__(models, services, config, gateway, llm_adapters, pipeline_llms))
     finally:
         loop.close()
     _own_app_state(replica)

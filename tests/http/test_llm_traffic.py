@@ -9,6 +9,7 @@ import pytest
 from ray.serve.exceptions import BackPressureError
 
 from serve_app.config import ConfigError
+from serve_app.errors import NotFound
 from tests.fakes import FakeHandle, FakeLLM
 from tests.http.support import assert_envelope
 
@@ -176,3 +177,41 @@ def test_a_key_given_an_alias_may_use_it_and_its_usage_names_the_variant(start, 
         time.sleep(0.02)
     answered = next(e for e in entries if e["status"] == 200)
     assert (answered["model"], answered["variant"]) == ("assistant", GREEN)
+
+
+SUMMARY_LLM = "video_summary.llm_model"
+
+
+@pytest.fixture()
+def summaries() -> tuple[FakeHandle, list]:
+    """A pipeline that records the LLM each request reaches it with, then refuses (a 404 is enough here)."""
+    seen: list[str | None] = []
+
+    def summarize(_media, options):
+        seen.append(options.model)
+        raise NotFound("recorded", param="model")
+
+    return FakeHandle.of("VideoSummary", summarize=summarize), seen
+
+
+def test_a_pipeline_configured_with_an_alias_gets_the_target_picked_per_request(start, summaries):
+    pipeline, seen = summaries
+    client = start(alias(0, 1), services={"video_summary": pipeline}, pipeline_llms={SUMMARY_LLM: "assistant"})
+    client.post("/v1/pipelines/video-summary", files={"file": ("a.mp4", b"x")})
+    client.post("/v1/pipelines/video-summary", data={"model": BLUE}, files={"file": ("a.mp4", b"x")})
+    assert seen == [GREEN, BLUE]  # the configured alias resolved; a request's own model wins
+
+
+def test_a_pipeline_alias_missing_from_the_traffic_table_is_refused_naming_the_field(start):
+    client = start(pipeline_llms={SUMMARY_LLM: "helper"})
+    with pytest.raises(ConfigError, match=r"video_summary\.llm_model: 'helper' is not an LLM, adapter or alias"):
+        client.app.replica.reconfigure(alias(1, 1))
+
+
+def test_an_app_without_the_alias_its_pipeline_names_says_so_and_keeps_serving(start, summaries):
+    pipeline, seen = summaries
+    client = start(services={"video_summary": pipeline}, pipeline_llms={SUMMARY_LLM: "assistant"})
+    reply = client.post("/v1/pipelines/video-summary", files={"file": ("a.mp4", b"x")})
+    assert_envelope(reply, 503)
+    assert "video_summary.llm_model: 'assistant'" in reply.json()["error"]["message"] and seen == []
+    assert client.post("/v1/chat/completions", json=chat(BLUE)).status_code == 200

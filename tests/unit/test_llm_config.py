@@ -73,13 +73,17 @@ def test_vllm_engine_args_carry_lora_settings_and_engine_kwargs():
     assert not to_engine_args(Path("/m"), parse_app_config({"llm": llm()}).llm).enable_lora
 
 
-def test_a_pipeline_naming_an_llm_that_is_not_served_is_refused():
+def test_a_pipeline_is_bound_to_the_llm_it_names_or_for_an_alias_to_the_first():
+    # An alias lives in the Ingress's traffic table, which the Ingress checks (tests/http/test_llm_traffic.py).
     args = {**two_llms(), "speech": {"served_name": "w", "model": "w", "version": "v1"}}
-    args["video_summary"] = {"llm_model": "missing"}
-    with pytest.raises(ConfigError, match=r"video_summary\.llm_model: 'missing' is not an LLM or adapter"):
-        parse_app_config(args)
     args["video_summary"] = {"llm_model": "large"}
-    assert parse_app_config(args).video_summary.llm_model == "large"
+    config = parse_app_config(args)
+    assert config.pipeline_llms == {"video_summary.llm_model": "large"}
+    assert config.pipeline_llm("video_summary.llm_model") == "large"
+    args["video_summary"] = {"llm_model": "assistant"}
+    assert parse_app_config(args).pipeline_llm("video_summary.llm_model") == config.llm.served_name
+    del args["video_summary"]
+    assert parse_app_config(args).pipeline_llms == {}
 
 
 def test_the_gpu_plan_checks_every_llms_vllm_pool():
@@ -91,7 +95,7 @@ def test_the_gpu_plan_checks_every_llms_vllm_pool():
 def test_the_builder_binds_one_deployment_per_llm_and_routes_adapters_to_their_base():
     adapters = [{"name": "small-lora", "model": "a", "version": "v1"}]
     app = build_app({"llms": [llm(adapters=adapters), llm(served_name="large", version="v2")]})
-    models, _services, _config, _gateway, llm_adapters = app._bound_deployment.init_args
+    models, _services, _config, _gateway, llm_adapters, _pipelines = app._bound_deployment.init_args
     llms = models["llm"]
     assert {name: h._bound_deployment.name for name, h in llms.items()} == {
         "small": "LLM-small",
@@ -109,3 +113,4 @@ def test_the_shipped_traffic_tables_name_only_served_models(config_file):
     served = {i for entry in config.llms for i in entry.served_ids}
     table = TrafficTable.from_user_config(ingress.get("user_config"), served)
     assert table.aliases, f"{config_file} ships an alias with a split"
+    assert all(name in served or name in table for name in config.pipeline_llms.values())

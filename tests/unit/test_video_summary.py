@@ -51,3 +51,14 @@ async def test_context_too_small_for_the_summary_is_400():
     with pytest.raises(InvalidRequest) as info:
         await summariser.plan()
     assert info.value.param == "max_summary_tokens"
+
+
+def test_a_configured_alias_leaves_a_direct_caller_on_the_llm_the_pipeline_was_bound_to():
+    from pipelines.video_summary import VideoSummary
+
+    bound = FakeHandle(FakeLLM(name="small"))
+    llms = {"small": bound, "large": FakeHandle(FakeLLM(name="large"))}
+    aliased = VideoSummary.func_or_class(None, bound, VideoSummaryConfig(llm_model="assistant"), llms)
+    assert aliased._config.llm_model is None and aliased._llm_for(VideoSummaryOptions()) is bound
+    named = VideoSummary.func_or_class(None, llms["large"], VideoSummaryConfig(llm_model="large"), llms)
+    assert named._config.llm_model == "large"

@@ -29,6 +29,7 @@ class Backends:
     _services: dict[str, DeploymentHandle]
     _config: IngressConfig
     _traffic: TrafficTable
+    _pipeline_llms: dict[str, str]
 
     def _model(self, kind: str, name: str) -> DeploymentHandle:
         authorize_model(name)  # the gateway: 403 for a model outside the key's `models`
@@ -49,15 +50,21 @@ class Backends:
         the id the request named (an alias, which may stand for targets the key does not list)."""
         return self._lookup("llm", name)
 
-    def _pipeline_llm(self, options: PipelineRequest) -> PipelineRequest:
-        """A pipeline request's LLM, authorized as named; an alias is rewritten to name the target picked
-        for it, which the pipeline then calls directly (pipelines route by model id, aliases are the Ingress's)."""
-        if options.model is None:
+    def _pipeline_llm(self, options: PipelineRequest, path: str) -> PipelineRequest:
+        """A pipeline request's LLM, authorized as named; an alias (the request's, else the one the
+        pipeline's config at `path` names) is rewritten to name the target picked for it, which the
+        pipeline then calls directly (pipelines route by model id, aliases are the Ingress's)."""
+        if options.model is not None:
+            authorize_model(options.model)
+        name = options.model or self._pipeline_llms.get(path)
+        if name is None or name in self._models.get("llm", {}):
             return options
-        authorize_model(options.model)
-        if options.model not in self._traffic:
-            return options
-        return options.model_copy(update={"model": self._traffic.resolve(options.model).model})
+        if name not in self._traffic:
+            if options.model is not None:
+                return options  # the pipeline answers 404 for a model it does not serve
+            # Checked when a traffic table is applied; an app without one only learns it here.
+            raise ServiceUnavailable(f"{path}: {name!r} is not an LLM, adapter or alias of this app.")
+        return options.model_copy(update={"model": self._traffic.resolve(name).model})
 
     def _service(self, role: str) -> DeploymentHandle:
         handle = self._services.get(role)

@@ -137,11 +137,11 @@ class SpeechRoutes(Backends):
         return await self._model("asr", options.model or "").transcribe.remote(media, options)
 
     async def summarize_video(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None) -> Any:
-        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}))
+        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}), "video_summary.llm_model")
         return await self._service("video_summary").summarize.remote(media, options)
 
     async def video_summary_stream(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None):
-        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}))
+        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}), "video_summary.llm_model")
         handle = self._service("video_summary").options(stream=True)
         async for event in handle.summarize_stream.remote(media, options):
             yield event

@@ -78,10 +78,10 @@ class VisionRoutes(Backends):
         return await self._model("embedding", request.model).embed.remote(request)
 
     async def image_rag_run(self, request: ImageRAGRequest | dict) -> ImageRAGResponse:
-        request = self._pipeline_llm(parse_request(ImageRAGRequest, request))
+        request = self._pipeline_llm(parse_request(ImageRAGRequest, request), "vision.image_rag.llm_model")
         return await self._service("image_rag").run.remote(request)
 
     async def image_rag_stream(self, request: ImageRAGRequest | dict) -> AsyncIterator[ImageRAGEvent]:
-        request = self._pipeline_llm(parse_request(ImageRAGRequest, request))
+        request = self._pipeline_llm(parse_request(ImageRAGRequest, request), "vision.image_rag.llm_model")
         async for event in self._service("image_rag").options(stream=True).stream.remote(request):
             yield event
