@@ -42,7 +42,6 @@ from serve_app.protocol import (
     ChatCompletionRequest,
     ChunkDelta,
     Completion,
-    CompletionChoice,
     CompletionRequest,
     ModelCard,
     Usage,
@@ -271,9 +270,7 @@ class LLM(ModelDeployment):
     def _completion_choice(self, request: CompletionRequest, prompts: list[list[int]], acc: mapping.Accumulator):
         echo = self._echo(request, prompts, acc.index)
         logprobs = self._formatter.completion(acc.logprobs, len(echo)) if request.logprobs is not None else None
-        return CompletionChoice(
-            index=acc.index, text=echo + acc.text, finish_reason=acc.finish_reason, logprobs=logprobs
-        )
+        return mapping.completion_choice(acc, echo, logprobs)
 
 
 class GenerationStats:

@@ -13,8 +13,6 @@ from typing import Any
 from deployments.engines.base import GenerationDelta, GrammarSpec, SamplingSettings, TokenLogprob
 from serve_app.errors import ContextLengthExceeded, InvalidRequest
 from serve_app.protocol import (
-    AssistantMessage,
-    ChatChoice,
     ChatChunkChoice,
     ChatCompletion,
     ChatCompletionChunk,
@@ -189,14 +187,6 @@ class LogprobFormatter:
 # --- response shapes -----------------------------------------------------------------------------
 
 
-def chat_completion(model: str, acc: Accumulator) -> ChatCompletion:
-    return ChatCompletion(
-        model=model,
-        choices=[ChatChoice(message=AssistantMessage(content=acc.text), finish_reason=acc.finish_reason)],
-        usage=acc.usage,
-    )
-
-
 def chat_chunk(
     base: ChatCompletion,
     delta: ChunkDelta,
@@ -216,12 +206,9 @@ def chat_usage_chunk(base: ChatCompletion, usage: Usage) -> ChatCompletionChunk:
     return ChatCompletionChunk(id=base.id, created=base.created, model=base.model, choices=[], usage=usage)
 
 
-def text_completion(model: str, acc: Accumulator, echo_prefix: str = "") -> Completion:
-    return Completion(
-        model=model,
-        choices=[CompletionChoice(text=echo_prefix + acc.text, finish_reason=acc.finish_reason)],
-        usage=acc.usage,
-    )
+def completion_choice(acc: Accumulator, echo: str = "", logprobs: CompletionLogprobs | None = None) -> CompletionChoice:
+    """One finished completion choice: the echoed prompt (when asked for), then what was generated."""
+    return CompletionChoice(index=acc.index, text=echo + acc.text, finish_reason=acc.finish_reason, logprobs=logprobs)
 
 
 def completion_chunk(

@@ -10,20 +10,23 @@ from deployments.engines.base import (
     SamplingSettings,
     StopStringMatcher,
 )
+from deployments.llm_choices import chat_choice
 from deployments.llm_requests import (
     Accumulator,
     chat_chunk,
-    chat_completion,
     chat_usage_chunk,
+    completion_choice,
     completion_chunk,
     completion_usage_chunk,
     sampling_settings,
-    text_completion,
 )
+from deployments.llm_tools import ToolMode
 from serve_app.errors import ContextLengthExceeded
 from serve_app.protocol import (
+    ChatCompletion,
     ChatCompletionRequest,
     ChunkDelta,
+    Completion,
     CompletionRequest,
     Usage,
 )
@@ -44,6 +47,16 @@ def finished_accumulator() -> Accumulator:
     acc.add(GenerationDelta("Hel", 2))
     acc.add(GenerationDelta("lo", 1, "length"))
     return acc
+
+
+def chat_completion(model: str, acc: Accumulator) -> ChatCompletion:
+    """As LLM.chat builds its answer, for a request without tools or logprobs."""
+    return ChatCompletion(model=model, choices=[chat_choice(acc, ToolMode("none"), None)], usage=acc.usage)
+
+
+def text_completion(model: str, acc: Accumulator, echo_prefix: str = "") -> Completion:
+    """As LLM.completion builds its answer, for one prompt without logprobs."""
+    return Completion(model=model, choices=[completion_choice(acc, echo_prefix)], usage=acc.usage)
 
 
 # --- sampling_settings ------------------------------------------------------------------------
