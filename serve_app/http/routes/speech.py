@@ -52,6 +52,12 @@ def render_transcription(
     return JSONResponse(verbose.model_dump(exclude_none=True))
 
 
+def _subtitles(response_format: str) -> Literal["srt", "vtt"] | None:
+    """The subtitle format a response format asks the ASR to render; subtitles also need aligned
+    words, which tighten segment times."""
+    return response_format if response_format in ("srt", "vtt") else None
+
+
 class SpeechRoutes(Backends):
     @api.post("/v1/audio/transcriptions", dependencies=UPLOAD_API)
     async def audio_transcriptions(
@@ -71,15 +77,15 @@ class SpeechRoutes(Backends):
             raise InvalidRequest(
                 "timestamp_granularities requires response_format=verbose_json.", param="timestamp_granularities"
             )
+        subtitles = _subtitles(response_format)
         options = TranscriptionOptions(
             model=model,
             language=language or None,
             prompt=prompt or None,
             temperature=temperature,
-            # Aligned words also tighten segment times, which subtitles want.
-            word_timestamps="word" in granularities or response_format in ("srt", "vtt"),
+            word_timestamps="word" in granularities or subtitles is not None,
             diarize=diarize,
-            subtitles=response_format if response_format in ("srt", "vtt") else None,
+            subtitles=subtitles,
         )
         transcript = await self.transcribe(await file.read(), options)
         return render_transcription(transcript, response_format, granularities)
@@ -94,12 +100,13 @@ class SpeechRoutes(Backends):
         response_format: Annotated[TranscriptionFormat, Form()] = "json",
     ) -> Any:
         # OpenAI's translations: English text from speech in any language, the transcription's shapes.
+        subtitles = _subtitles(response_format)
         options = TranscriptionOptions(
             model=model,
             prompt=prompt or None,
             temperature=temperature,
-            word_timestamps=response_format in ("srt", "vtt"),
-            subtitles=response_format if response_format in ("srt", "vtt") else None,
+            word_timestamps=subtitles is not None,
+            subtitles=subtitles,
             task="translate",
         )
         transcript = await self.transcribe(await file.read(), options)
