@@ -63,10 +63,10 @@ async def _measure_http(base_url: str, model: str, args: argparse.Namespace) -> 
 async def _measure_direct(app: dict, args: argparse.Namespace) -> dict:
     import torch
 
-    from deployments import llm_requests
-    from deployments.engines.transformers_engine import TransformersEngine
+    from deployments.llm import openai_mapping
+    from deployments.llm.engines.transformers_engine import TransformersEngine
+    from serve_app.common.model_store import verify
     from serve_app.config import parse_app_config
-    from serve_app.model_store import verify
     from serve_app.protocol import ChatCompletionRequest
 
     config = parse_app_config(app["args"])
@@ -78,8 +78,8 @@ async def _measure_direct(app: dict, args: argparse.Namespace) -> dict:
     request = ChatCompletionRequest(model=config.llm.served_name, messages=MESSAGES, max_tokens=args.max_tokens, seed=0)
 
     async def one() -> int:
-        prompt_ids = llm_requests.chat_prompt_ids(engine.tokenizer, request)
-        settings = llm_requests.sampling_settings(request, len(prompt_ids), engine.max_model_len, "messages")
+        prompt_ids = openai_mapping.chat_prompt_ids(engine.tokenizer, request)
+        settings = openai_mapping.sampling_settings(request, len(prompt_ids), engine.max_model_len, "messages")
         return sum([d.new_tokens async for d in engine.generate(prompt_ids, settings, "bench")])
 
     return await _run(one, args)

@@ -29,7 +29,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serve_app.launch import free_port, set_ray_environment  # noqa: E402
+from serve_app.tools.launch import free_port, set_ray_environment  # noqa: E402
 from tests import serve_harness  # noqa: E402
 
 BASE, V2, ADAPTERS = "tiny-qwen2", "tiny-qwen2-v2", ("tiny-qwen2-lora-a", "tiny-qwen2-lora-b")

@@ -54,7 +54,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serve_app.launch import SERVE_NAMESPACE, free_port, set_ray_environment  # noqa: E402
+from serve_app.tools.launch import SERVE_NAMESPACE, free_port, set_ray_environment  # noqa: E402
 from tests import serve_harness  # noqa: E402
 from tests.images import png  # noqa: E402
 

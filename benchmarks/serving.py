@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from serve_app.launch import free_port, spawn
+from serve_app.tools.launch import free_port, spawn
 from tests import serve_harness
 
 

@@ -81,8 +81,8 @@ async def _measure_http(base_url: str, video: bytes, args: argparse.Namespace) -
 
 
 def _measure_direct(app: dict, video: bytes, args: argparse.Namespace) -> dict:
+    from serve_app.common.runtime import configure_offline_runtime
     from serve_app.config import parse_app_config
-    from serve_app.runtime import configure_offline_runtime
 
     config = parse_app_config(app["args"])
     configure_offline_runtime(config.data_dir)
@@ -90,8 +90,8 @@ def _measure_direct(app: dict, video: bytes, args: argparse.Namespace) -> dict:
     import whisperx
 
     from deployments.asr import write_minimal_punkt
-    from serve_app.media import decode_audio
-    from serve_app.model_store import verify
+    from serve_app.common.media import decode_audio
+    from serve_app.common.model_store import verify
 
     speech = config.speech
     torch.set_num_threads(speech.cpu_threads)

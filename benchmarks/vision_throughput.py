@@ -103,9 +103,9 @@ def _direct(app: dict, images: list[bytes], args: argparse.Namespace) -> dict:
     import torch
     from PIL import Image
 
+    from serve_app.common.model_store import verify
+    from serve_app.common.runtime import configure_offline_runtime
     from serve_app.config import parse_app_config
-    from serve_app.model_store import verify
-    from serve_app.runtime import configure_offline_runtime
 
     config = parse_app_config(app["args"])
     configure_offline_runtime(config.data_dir)

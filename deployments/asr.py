@@ -23,10 +23,10 @@ import numpy as np
 from ray import serve
 
 from deployments.base import ModelDeployment
-from serve_app import metrics
+from serve_app.common import metrics
+from serve_app.common.gpu_plan import GPUClaim
 from serve_app.config import SpeechConfig
 from serve_app.errors import InvalidRequest, NotFound, parse_request
-from serve_app.gpu_plan import GPUClaim
 from serve_app.protocol import (
     SpeechTimings,
     Transcript,
@@ -159,7 +159,7 @@ class ASR(ModelDeployment):
             )
 
     def _transcribe_sync(self, media: bytes | str, options: TranscriptionOptions) -> Transcript:
-        from serve_app.media import decode_audio
+        from serve_app.common.media import decode_audio
 
         started = time.perf_counter()
         audio = decode_audio(
@@ -175,7 +175,7 @@ class ASR(ModelDeployment):
         return transcript
 
     def _subtitles(self, segments: list[TranscriptionSegment], duration: float, kind: str | None) -> str | None:
-        from serve_app.subtitles import build_cues, render_srt, render_vtt
+        from serve_app.common.subtitles import build_cues, render_srt, render_vtt
 
         if kind is None:
             return None

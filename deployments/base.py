@@ -33,11 +33,11 @@ from typing import ClassVar, Literal
 
 from deployments.gpu_budget import claim_gpu
 from deployments.gpu_memory import start_gpu_memory_reporting
-from serve_app import metrics
-from serve_app.gpu_plan import GPUClaim
-from serve_app.model_store import ModelRef, verify
+from serve_app.common import metrics
+from serve_app.common.gpu_plan import GPUClaim
+from serve_app.common.model_store import ModelRef, verify
+from serve_app.common.runtime import configure_offline_runtime
 from serve_app.protocol import ModelCard
-from serve_app.runtime import configure_offline_runtime
 
 logger = logging.getLogger("ray.serve")
 

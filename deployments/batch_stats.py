@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from serve_app import metrics
+from serve_app.common import metrics
 
 
 class BatchStats:

@@ -15,10 +15,10 @@ from ray import serve
 
 from deployments.base import ModelDeployment
 from deployments.batch_stats import BatchStats
+from serve_app.common.gpu_plan import GPUClaim
+from serve_app.common.images import ImageLimits, decode_image
 from serve_app.config import DetectorConfig
 from serve_app.errors import InvalidRequest, parse_request
-from serve_app.gpu_plan import GPUClaim
-from serve_app.images import ImageLimits, decode_image
 from serve_app.protocol import Box, Detection, DetectionRequest, DetectionResponse
 
 WEIGHTS = "model.pt"

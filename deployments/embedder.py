@@ -15,10 +15,10 @@ from ray import serve
 
 from deployments.batch_stats import BatchStats
 from deployments.embedding_common import EmbeddingDeployment, unit_rows
+from serve_app.common.gpu_plan import GPUClaim
+from serve_app.common.images import ImageLimits, decode_image
 from serve_app.config import ClipEmbedderConfig
 from serve_app.errors import parse_request
-from serve_app.gpu_plan import GPUClaim
-from serve_app.images import ImageLimits, decode_image
 from serve_app.protocol import EmbeddingInput, ImageInput
 
 

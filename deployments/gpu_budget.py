@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from serve_app.gpu_plan import GPUClaim, budget_violation
+from serve_app.common.gpu_plan import GPUClaim, budget_violation
 
 logger = logging.getLogger("ray.serve")
 _GIB = 1 << 30

@@ -1,6 +1,6 @@
 """A replica's GPU memory as NVML sees it, next to its GPU-plan budget: two gauges, refreshed in the background.
 
-Fractional GPUs are bookkeeping (serve_app/gpu_plan.py): the budget is what the plan promised,
+Fractional GPUs are bookkeeping (serve_app/common/gpu_plan.py): the budget is what the plan promised,
 and only the card knows what the replica really holds. That is summed over the replica's own
 processes (itself and its children, e.g. vLLM's engine core) on every device NVML lists. Where a
 container's pid namespace hides those pids from NVML, the sum reads 0.
@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from serve_app import metrics
-from serve_app.gpu_plan import GPUClaim
+from serve_app.common import metrics
+from serve_app.common.gpu_plan import GPUClaim
 
 logger = logging.getLogger("ray.serve")
 _GIB = 1 << 30  # the plan's GB are the card's GiB, as in deployments/gpu_budget.py

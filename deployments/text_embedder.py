@@ -14,9 +14,9 @@ from ray import serve
 
 from deployments.batch_stats import BatchStats
 from deployments.embedding_common import EmbeddingDeployment, unit_rows
+from serve_app.common.gpu_plan import GPUClaim
 from serve_app.config import TextEmbedderConfig
 from serve_app.errors import InvalidRequest
-from serve_app.gpu_plan import GPUClaim
 from serve_app.protocol import EmbeddingInput, ModelCard
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app import metrics
+from serve_app.common import metrics
 from serve_app.config import QdrantConfig
 from serve_app.errors import InvalidRequest, NotFound, parse_request
 from serve_app.protocol import (

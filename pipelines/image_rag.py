@@ -19,11 +19,11 @@ from typing import TypeVar
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app import metrics
+from serve_app.common import metrics
+from serve_app.common.images import ImageLimits, decode_image, image_bytes
+from serve_app.common.llm_handles import LLMHandles
 from serve_app.config import ImageRAGConfig
 from serve_app.errors import InvalidRequest, parse_request
-from serve_app.images import ImageLimits, decode_image, image_bytes
-from serve_app.llm_handles import LLMHandles
 from serve_app.protocol import (
     ChatCompletionRequest,
     Detection,

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app import metrics
+from serve_app.common import metrics
+from serve_app.common.llm_handles import LLMHandles
 from serve_app.config import VideoSummaryConfig
 from serve_app.errors import InvalidRequest, parse_request
-from serve_app.llm_handles import LLMHandles
 from serve_app.protocol import (
     ChatCompletionRequest,
     SpeechTimings,

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 # Runnable as `python scripts/vllm_smoke.py` from a checkout without an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deployments.engines.base import GenerationDelta, SamplingSettings  # noqa: E402
+from deployments.llm.engines.base import GenerationDelta, SamplingSettings  # noqa: E402
 
 if TYPE_CHECKING:
-    from deployments.engines.vllm_engine import VLLMEngine
+    from deployments.llm.engines.vllm_engine import VLLMEngine
 
 CONCURRENCY = 8
 
@@ -197,9 +197,9 @@ async def run_checks(smoke: Smoke, timeout_s: float) -> list[tuple[str, bool]]:
 
 
 def start_engine(args: argparse.Namespace) -> VLLMEngine:
-    from deployments.engines.vllm_engine import VLLMEngine
+    from deployments.llm.engines.vllm_engine import VLLMEngine
+    from serve_app.common.model_store import verify
     from serve_app.config import LLMConfig
-    from serve_app.model_store import verify
 
     ref = verify(args.store.expanduser().resolve(), args.model, args.version)
     say(f"model {args.model}/{args.version} verified at {ref.path}")
@@ -231,7 +231,7 @@ def require_cuda() -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from serve_app.model_store import ModelStoreError
+    from serve_app.common.model_store import ModelStoreError
 
     try:
         engine = start_engine(args)
@@ -260,7 +260,7 @@ async def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     arguments = parse_args()
-    from serve_app.runtime import configure_offline_runtime
+    from serve_app.common.runtime import configure_offline_runtime
 
     # Before vLLM is imported: it reads these (telemetry off, caches under --data-dir) once.
     configure_offline_runtime(arguments.data_dir.expanduser().resolve())

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from serve_app import model_store
+from serve_app.common import model_store
 
 
 class Command(NamedTuple):
@@ -44,7 +44,7 @@ def _build_tiny_models_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_tiny_models(args: argparse.Namespace) -> int:
-    from serve_app.tiny_models import build_all
+    from serve_app.tools.tiny_models import build_all
 
     started = time.perf_counter()
     for ref in build_all(args.store, force=args.force):
@@ -98,7 +98,7 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from serve_app.launch import run
+    from serve_app.tools.launch import run
 
     run(args.config, dashboard=args.dashboard)
     return 0
@@ -110,7 +110,7 @@ def _plan_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from serve_app.plan_table import plan_file
+    from serve_app.tools.plan_table import plan_file
 
     table, holds = plan_file(args.config, args.gpu)
     print(table)
@@ -118,25 +118,25 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _kuberay_args(parser: argparse.ArgumentParser) -> None:
-    from serve_app import kuberay
+    from serve_app.tools import kuberay
 
     kuberay.add_arguments(parser)
 
 
 def _kuberay(args: argparse.Namespace) -> int:
-    from serve_app import kuberay
+    from serve_app.tools import kuberay
 
     return kuberay.run(args)
 
 
 def _keys_args(parser: argparse.ArgumentParser) -> None:
-    from serve_app import keys_cli
+    from serve_app.tools import keys_cli
 
     keys_cli.add_arguments(parser)
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from serve_app import keys_cli
+    from serve_app.tools import keys_cli
 
     return keys_cli.run(args)
 

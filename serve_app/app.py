@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from ray.serve import Application, Deployment
 
-from deployments.llm import LLM
+from deployments.llm.deployment import LLM
 from serve_app.config import AppConfig, parse_app_config
-from serve_app.ingress import Ingress
+from serve_app.http.ingress import Ingress
 
 
 def build_app(args: dict) -> Application:
@@ -69,7 +69,7 @@ def add_vision(config: AppConfig, llms: dict[str, Application], models: dict, se
     from deployments.text_embedder import TextEmbedder
     from deployments.vector_store import VectorStore
     from pipelines.image_rag import ImageRAG, RAGHandles, RAGModels
-    from serve_app.images import ImageLimits
+    from serve_app.common.images import ImageLimits
 
     vision = config.vision
     limits = ImageLimits(max_bytes=vision.max_image_bytes, max_pixels=vision.max_image_pixels)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.launch import free_port, set_ray_environment
+from serve_app.tools.launch import free_port, set_ray_environment
 from tests import serve_harness
 
 # Before Serve's modules load here: this process's handles read it too.
@@ -44,7 +44,7 @@ class SessionServe:
 
     def build_models(self) -> None:
         if not self.models_built:
-            from serve_app.tiny_models import build_all
+            from serve_app.tools.tiny_models import build_all
 
             build_all(serve_harness.REPO / "models")
             self.models_built = True

@@ -3,7 +3,7 @@
 A fake deployment is a plain object with the methods the real one exposes; `FakeHandle` makes it
 look like a DeploymentHandle to the code under test (ingress routes, pipelines), with Serve's
 calling conventions and error delivery, so that code runs unchanged and no Ray starts.
-`RecordedMetrics` catches what serve_app.metrics records, for tests that check it.
+`RecordedMetrics` catches what serve_app.common.metrics records, for tests that check it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from ray.exceptions import RayTaskError
 
-from serve_app import metrics
+from serve_app.common import metrics
 from serve_app.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -296,7 +296,7 @@ class _Recorder:
 
 
 class RecordedMetrics:
-    """Every metric of serve_app.metrics recording here instead of into Ray, for the test's duration.
+    """Every metric of serve_app.common.metrics recording here instead of into Ray, for the test's duration.
 
     `samples("mms_batch_size", model="m")` is the values recorded with (at least) those tags, in order.
     """
@@ -311,12 +311,12 @@ class RecordedMetrics:
 
     def tagged(self, name: str) -> list[tuple[float, dict[str, str]]]:
         if name not in {m.name for m in metrics.CATALOGUE}:
-            raise KeyError(f"{name} is not in serve_app.metrics")
+            raise KeyError(f"{name} is not in serve_app.common.metrics")
         return list(self._by_name[name])
 
 
 class FakeEngine:
-    """An LLM engine (deployments/engines/base.py's protocol) that streams a scripted answer.
+    """An LLM engine (deployments/llm/engines/base.py's protocol) that streams a scripted answer.
 
     For the LLM deployment's own logic (request mapping, stats, cards) without a model: each
     generation yields `words` one delta at a time, up to `max_tokens`, and records what it was asked.
@@ -333,7 +333,7 @@ class FakeEngine:
         self.healthy = True
 
     async def generate(self, prompt_ids: list[int], settings: Any, request_id: str) -> AsyncIterator[Any]:
-        from deployments.engines.base import GenerationDelta
+        from deployments.llm.engines.base import GenerationDelta
 
         self.calls.append((list(prompt_ids), settings, request_id))
         words = self.words[: settings.max_tokens]

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from serve_app.launch import free_port
+from serve_app.tools.launch import free_port
 
 
 class Prometheus:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serve_app.launch import free_port
+from serve_app.tools.launch import free_port
 
 
 def postgres_bin(name: str) -> str | None:

@@ -1,7 +1,7 @@
 """The `gpu_plan:` section: GPU fractions Ray schedules by, and the memory each replica really takes.
 
 This is the typed config. The arithmetic and the invariant it enforces live in
-serve_app.gpu_plan (that module, not this one: always imported by its absolute name), which
+serve_app.common.gpu_plan (that module, not this one: always imported by its absolute name), which
 the replicas also use to re-check their claim on the card they land on, without any config.
 A plan that does not fit fails when the config is read, not when a replica runs out of memory.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from serve_app.common.gpu_plan import GPUClaim, budget_violation, card_memory_gb
 from serve_app.config.common import _Strict
-from serve_app.gpu_plan import GPUClaim, budget_violation, card_memory_gb
 
 
 class GPUBudget(_Strict):

@@ -4,7 +4,7 @@ This is the Ingress deployment's `user_config` (`user_config: {aliases: [...]}` 
 the YAML's `deployments:`), not part of `args`: Serve hands a changed user_config to the running
 replicas (`reconfigure`) without restarting anything, which is how a canary is promoted or rolled
 back and a blue-green alias flipped. What the targets must exist against is checked where the
-model ids are known (serve_app/traffic.py), with the same field paths.
+model ids are known (serve_app/http/traffic.py), with the same field paths.
 """
 
 from __future__ import annotations

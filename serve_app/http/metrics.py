@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app import metrics
+from serve_app.common import metrics
 from serve_app.errors import STATUS, as_api_error
 
 logger = logging.getLogger("ray.serve")

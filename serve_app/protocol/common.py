@@ -73,5 +73,5 @@ class Deleted(BaseModel):
 
 
 # Images travel as raw bytes (multipart uploads, notebooks) or as base64 strings, optionally
-# `data:image/...;base64,` URLs (JSON). Deployments decode them with serve_app.images.
+# `data:image/...;base64,` URLs (JSON). Deployments decode them with serve_app.common.images.
 ImageData = str | bytes

@@ -15,8 +15,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from deploy.observability import catalogue as c
-from serve_app import metrics
+from serve_app.common import metrics
+from serve_app.tools.observability import catalogue as c
 from tests import speech_media
 from tests.conftest import LOCAL_MODEL, SESSION
 from tests.images import b64, png

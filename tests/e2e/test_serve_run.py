@@ -15,7 +15,7 @@ import time
 import pytest
 from openai import OpenAI
 
-from serve_app.launch import free_port, spawn
+from serve_app.tools.launch import free_port, spawn
 from tests import serve_harness
 from tests.conftest import LOCAL_MODEL
 

@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 from serve_app.config import GatewayConfig, IngressConfig
-from serve_app.ingress import Ingress
+from serve_app.http.ingress import Ingress
 from tests.fakes import FakeASR, FakeDetector, FakeHandle, FakeLLM
 from tests.http.support import ASR, DETECTOR, LLM
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from serve_app.kuberay import METRICS_PORT
+from serve_app.tools.kuberay import METRICS_PORT
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())

@@ -12,9 +12,9 @@ import json
 import jsonschema
 import pytest
 
-from deployments.engines import kv_batch
-from deployments.engines.base import GenerationDelta, GrammarSpec, SamplingSettings
-from deployments.engines.transformers_engine import TransformersEngine
+from deployments.llm.engines import kv_batch
+from deployments.llm.engines.base import GenerationDelta, GrammarSpec, SamplingSettings
+from deployments.llm.engines.transformers_engine import TransformersEngine
 from serve_app.config import LLMConfig
 
 PROMPTS = [
@@ -37,7 +37,7 @@ BOUNDED = {
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> TransformersEngine:
-    from serve_app.tiny_models import build_tiny_llm
+    from serve_app.tools.tiny_models import build_tiny_llm
 
     model_dir = tmp_path_factory.mktemp("tiny-llm")
     build_tiny_llm(model_dir)

@@ -16,9 +16,9 @@ import yaml
 from deployments import base
 from deployments.base import ModelDeployment
 from deployments.embedding_common import EmbeddingDeployment
+from serve_app.common.gpu_plan import GPUClaim
+from serve_app.common.model_store import ModelRef, ModelStoreError
 from serve_app.config import LLMConfig, parse_app_config
-from serve_app.gpu_plan import GPUClaim
-from serve_app.model_store import ModelRef, ModelStoreError
 from tests.fakes import FakeEngine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,8 +153,8 @@ def test_an_embedder_card_adds_its_dimension_and_modalities(monkeypatch):
 
 
 def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
-    from deployments import engines
-    from deployments.llm import LLM
+    from deployments.llm import engines
+    from deployments.llm.deployment import LLM
 
     preamble = Preamble(monkeypatch, share=0.3)
     created = {}
@@ -183,8 +183,8 @@ def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
 async def test_the_llm_shapes_what_its_engine_streams_and_counts_it(monkeypatch):
     from transformers import AutoTokenizer
 
-    from deployments import engines
-    from deployments.llm import LLM
+    from deployments.llm import engines
+    from deployments.llm.deployment import LLM
 
     Preamble(monkeypatch, share=None)
     engine = FakeEngine(("Hello", " there", " friend"))
@@ -202,7 +202,7 @@ async def test_the_llm_shapes_what_its_engine_streams_and_counts_it(monkeypatch)
 
 
 MODEL_DEPLOYMENTS = {
-    "LLM": "deployments.llm",
+    "LLM": "deployments.llm.deployment",
     "ASR": "deployments.asr",
     "Detector": "deployments.detector",
     "ClipEmbedder": "deployments.embedder",
@@ -212,7 +212,7 @@ OTHER_DEPLOYMENTS = {
     "VectorStore": "deployments.vector_store",
     "VideoSummary": "pipelines.video_summary",
     "ImageRAG": "pipelines.image_rag",
-    "Ingress": "serve_app.ingress",
+    "Ingress": "serve_app.http.ingress",
 }
 
 

@@ -18,10 +18,10 @@ from deployments import gpu_memory
 from deployments.asr import ASR
 from deployments.base import ModelDeployment
 from deployments.batch_stats import BatchStats
-from deployments.engines.base import GenerationDelta
-from deployments.llm import GenerationStats
-from serve_app import metrics
-from serve_app.gpu_plan import GPUClaim
+from deployments.llm.deployment import GenerationStats
+from deployments.llm.engines.base import GenerationDelta
+from serve_app.common import metrics
+from serve_app.common.gpu_plan import GPUClaim
 from serve_app.protocol import SpeechTimings, Transcript, TranscriptionOptions
 from tests.fakes import RecordedMetrics
 
@@ -77,12 +77,12 @@ def test_each_forward_pass_is_a_batch_size_sample(recorded):
 
 
 def test_a_transcription_records_its_audio_seconds_and_real_time_factor(recorded, monkeypatch):
-    import serve_app.media
+    import serve_app.common.media
 
     asr = object.__new__(ASR.func_or_class)
     asr._config = SimpleNamespace(max_media_bytes=1 << 20, max_audio_seconds=60)
     asr._tags = {"model": "tiny-whisper"}
-    monkeypatch.setattr(serve_app.media, "decode_audio", lambda *_a, **_k: SimpleNamespace(samples=np.zeros(4)))
+    monkeypatch.setattr(serve_app.common.media, "decode_audio", lambda *_a, **_k: SimpleNamespace(samples=np.zeros(4)))
     transcript = Transcript(
         model="tiny-whisper", language="en", duration=2.0, text="", segments=[], aligned=False, timings=SpeechTimings()
     )

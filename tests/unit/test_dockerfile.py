@@ -80,13 +80,13 @@ def test_healthcheck_hits_health_on_the_served_port():
 
 
 def test_the_metrics_port_is_exposed():
-    from serve_app.launch import DEFAULT_METRICS_PORT
+    from serve_app.tools.launch import DEFAULT_METRICS_PORT
 
     assert str(DEFAULT_METRICS_PORT) in _all("EXPOSE")[0].split()
 
 
 def test_the_final_stage_starts_ray_with_the_platforms_environment():
-    from serve_app.launch import RAY_ENVIRONMENT
+    from serve_app.tools.launch import RAY_ENVIRONMENT
 
     final = _stages()[-1]
     declared = dict(item.split("=", 1) for env in _all("ENV", final) for item in env.split())

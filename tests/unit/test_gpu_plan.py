@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from deployments.gpu_budget import GPUPlanBroken, check_claim, vllm_memory_utilization
+from serve_app.common.gpu_plan import GPUClaim, card_memory_gb, gpus_needed
 from serve_app.config import ConfigError, parse_app_config
-from serve_app.gpu_plan import GPUClaim, card_memory_gb, gpus_needed
-from serve_app.plan_table import plan_file
+from serve_app.tools.plan_table import plan_file
 from tests.unit.test_config import CONFIGS, app_args
 
 VISION = {

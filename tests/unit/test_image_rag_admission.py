@@ -14,8 +14,8 @@ import pytest
 from ray.serve.exceptions import BackPressureError
 
 from pipelines.image_rag import RAGHandles, RAGModels, image_rag_events
+from serve_app.common.images import ImageLimits
 from serve_app.config import ImageRAGConfig
-from serve_app.images import ImageLimits
 from serve_app.protocol import ImageRAGRequest
 from tests.fakes import FakeHandle, FakeLLM
 from tests.images import png

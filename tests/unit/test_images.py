@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from serve_app.common.images import ImageLimits, decode_image, image_bytes
 from serve_app.errors import InvalidRequest, PayloadTooLarge
-from serve_app.images import ImageLimits, decode_image, image_bytes
 from tests.images import b64, noisy, png
 
 LIMITS = ImageLimits(max_bytes=1 << 20, max_pixels=1_000_000)
@@ -60,7 +60,7 @@ def test_non_image_never_reaches_ultralytics_plugin_installer():
 
     import ultralytics.utils.patches  # noqa: F401  (replaces PIL.Image.open on import)
 
-    from serve_app import images
+    from serve_app.common import images
 
     # Imported after ultralytics (as in a replica that loaded it first), the module still uses Pillow's opener.
     reloaded = importlib.reload(images)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_app import kuberay
 from serve_app.__main__ import main
+from serve_app.tools import kuberay
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "deploy" / "kuberay" / "rayservice.yaml"

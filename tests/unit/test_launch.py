@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from serve_app import launch
+from serve_app.tools import launch
 
 
 def test_the_port_comes_from_the_environment(monkeypatch):

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from deployments.engines.base import SamplingSettings
-from deployments.engines.transformers_engine import TransformersEngine
-from deployments.llm_adapters import AdapterRefused, Adapters, check_adapter
+from deployments.llm.adapters import AdapterRefused, Adapters, check_adapter
+from deployments.llm.engines.base import SamplingSettings
+from deployments.llm.engines.transformers_engine import TransformersEngine
+from serve_app.common.model_store import model_dir
 from serve_app.config import AdapterConfig, LLMConfig
 from serve_app.errors import ServiceUnavailable
-from serve_app.model_store import model_dir
-from serve_app.tiny_models import build_all
+from serve_app.tools.tiny_models import build_all
 
 ADAPTERS = [
     AdapterConfig(name="lora-a", model="tiny-qwen2-lora-a", version="v1"),

@@ -9,7 +9,7 @@ import yaml
 
 from serve_app.app import build_app
 from serve_app.config import ConfigError, parse_app_config
-from serve_app.traffic import TrafficTable
+from serve_app.http.traffic import TrafficTable
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BASE = {"served_name": "small", "model": "tiny", "version": "v1"}
@@ -64,7 +64,7 @@ def test_engine_kwargs_pass_through_but_not_the_options_the_project_sets():
 
 
 def test_vllm_engine_args_carry_lora_settings_and_engine_kwargs():
-    from deployments.engines.vllm_engine import to_engine_args
+    from deployments.llm.engines.vllm_engine import to_engine_args
 
     adapters = [{"name": "x", "model": "a", "version": "v1"}]
     entry = parse_app_config({"llms": [llm(adapters=adapters, max_lora_rank=32, engine_kwargs={"seed": 7})]}).llm

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.engines.base import (
+from deployments.llm.choices import chat_choice
+from deployments.llm.engines.base import (
     GenerationDelta,
     IncrementalDetokenizer,
     SamplingSettings,
     StopStringMatcher,
 )
-from deployments.llm_choices import chat_choice
-from deployments.llm_requests import (
+from deployments.llm.openai_mapping import (
     Accumulator,
     chat_chunk,
     chat_usage_chunk,
@@ -20,7 +20,7 @@ from deployments.llm_requests import (
     completion_usage_chunk,
     sampling_settings,
 )
-from deployments.llm_tools import ToolMode
+from deployments.llm.tools import ToolMode
 from serve_app.errors import ContextLengthExceeded
 from serve_app.protocol import (
     ChatCompletion,
@@ -294,7 +294,7 @@ def test_matcher_output_equals_input_when_no_stop_occurs():
 def tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from serve_app.tiny_models import build_tiny_llm
+    from serve_app.tools.tiny_models import build_tiny_llm
 
     model_dir = tmp_path_factory.mktemp("tiny-llm")
     build_tiny_llm(model_dir)

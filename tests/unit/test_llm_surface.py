@@ -44,7 +44,7 @@ OTHER_TOOL = {
 
 @pytest.fixture(scope="module")
 def llm():
-    from deployments.llm import LLM
+    from deployments.llm.deployment import LLM
 
     patch = pytest.MonkeyPatch()
     patch.setattr(base, "configure_offline_runtime", lambda data_dir: None)

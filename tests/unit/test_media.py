@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from serve_app.common.media import SAMPLE_RATE, decode_audio
 from serve_app.errors import InvalidRequest, PayloadTooLarge
-from serve_app.media import SAMPLE_RATE, decode_audio
 from tests import speech_media
 
 LIMITS = {"max_bytes": 50 << 20, "max_seconds": 60.0}

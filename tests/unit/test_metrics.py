@@ -1,4 +1,4 @@
-"""serve_app.metrics: the catalogue's shape, bounded labels, and recording that can never fail a request."""
+"""serve_app.common.metrics: the catalogue's shape, bounded labels, and recording that can never fail a request."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from serve_app import metrics
+from serve_app.common import metrics
 from tests.fakes import RecordedMetrics
 
 # Ray adds these to every series recorded in a replica and refuses them as our own tag keys.

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from serve_app.__main__ import main
-from serve_app.model_store import (
+from serve_app.common.model_store import (
     MANIFEST,
     ModelRef,
     ModelStoreError,
@@ -175,7 +175,7 @@ def test_cli_reports_store_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_cli_and_store_do_not_import_heavy_libraries() -> None:
     code = (
-        "import sys, serve_app.__main__, serve_app.model_store, serve_app.tiny_models;"
+        "import sys, serve_app.__main__, serve_app.common.model_store, serve_app.tools.tiny_models;"
         "heavy = {'torch', 'transformers', 'huggingface_hub', 'tokenizers'} & set(sys.modules);"
         "assert not heavy, heavy"
     )

@@ -1,4 +1,4 @@
-"""deploy/grafana and deploy/prometheus: generated from deploy/observability/, valid, and reading real series.
+"""deploy/grafana and deploy/prometheus: generated from serve_app/tools/observability/, valid, and reading real series.
 
 promtool (Debian/Ubuntu package `prometheus`) validates the configs and rules and runs the rule unit tests
 in deploy/prometheus/tests/; those tests are skipped, saying so, where it is not installed.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.observability import catalogue, files, ray_dashboards, rules
+from serve_app.tools.observability import catalogue, files, ray_dashboards, rules
 from tests.observability import (
     base_name,
     dashboard_exprs,

@@ -9,9 +9,9 @@ import pytest
 
 from pipelines.image_rag import ImageRAG, RAGHandles, RAGModels
 from pipelines.video_summary import VideoSummary
-from serve_app import metrics
+from serve_app.common import metrics
+from serve_app.common.images import ImageLimits
 from serve_app.config import ImageRAGConfig, VideoSummaryConfig
-from serve_app.images import ImageLimits
 from serve_app.protocol import ImageRAGRequest
 from tests.fakes import FakeASR, FakeHandle, FakeLLM, RecordedMetrics
 from tests.images import png

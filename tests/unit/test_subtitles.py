@@ -8,8 +8,8 @@ import pytest
 import srt
 import webvtt
 
+from serve_app.common.subtitles import build_cues, render_srt, render_vtt
 from serve_app.protocol import TranscriptionSegment
-from serve_app.subtitles import build_cues, render_srt, render_vtt
 
 
 def seg(i: int, start: float, end: float, text: str) -> TranscriptionSegment:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import transformers
 
-from serve_app.model_store import MANIFEST, ModelRef, verify, write_manifest
-from serve_app.tiny_models import build_all, build_tiny_llm, tiny_version
+from serve_app.common.model_store import MANIFEST, ModelRef, verify, write_manifest
+from serve_app.tools.tiny_models import build_all, build_tiny_llm, tiny_version
 
 NAME = "tiny-qwen2"
 VERSION = tiny_version(NAME)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.model_store import verify
-from serve_app.tiny_models import build_all, tiny_version
-from serve_app.tiny_models.speech import WHISPER_MEL_BINS, WHISPER_VOCAB_SIZE
+from serve_app.common.model_store import verify
+from serve_app.tools.tiny_models import build_all, tiny_version
+from serve_app.tools.tiny_models.speech import WHISPER_MEL_BINS, WHISPER_VOCAB_SIZE
 from tests import speech_media
 
 WHISPER, ALIGNER = "tiny-whisper", "tiny-wav2vec2-en"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.model_store import verify
-from serve_app.runtime import configure_offline_runtime
+from serve_app.common.model_store import verify
+from serve_app.common.runtime import configure_offline_runtime
 from tests import serve_harness
 from tests.images import scene
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deployments.tool_parsers import HermesToolParser, parser_for
+from deployments.llm.tool_parsers import HermesToolParser, parser_for
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lisbon"}}\n</tool_call>'
 
@@ -57,10 +57,10 @@ def test_an_unclosed_call_is_released_as_text_at_the_end():
 
 
 def test_an_auto_choice_streams_prose_then_the_call_with_finish_reason_tool_calls():
-    from deployments.engines.base import GenerationDelta
-    from deployments.llm_choices import ChatChoiceStream, chat_choice
-    from deployments.llm_requests import Accumulator
-    from deployments.llm_tools import ToolMode
+    from deployments.llm.choices import ChatChoiceStream, chat_choice
+    from deployments.llm.engines.base import GenerationDelta
+    from deployments.llm.openai_mapping import Accumulator
+    from deployments.llm.tools import ToolMode
 
     mode = ToolMode("auto", parser=HermesToolParser())
     stream = ChatChoiceStream(0, mode, None)

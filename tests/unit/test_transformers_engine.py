@@ -10,9 +10,9 @@ import asyncio
 
 import pytest
 
-from deployments.engines import transformers_engine
-from deployments.engines.base import GenerationDelta, SamplingSettings
-from deployments.engines.transformers_engine import TransformersEngine
+from deployments.llm.engines import transformers_engine
+from deployments.llm.engines.base import GenerationDelta, SamplingSettings
+from deployments.llm.engines.transformers_engine import TransformersEngine
 from serve_app.config import LLMConfig
 
 PROMPT = "Priya walked slowly to the station"
@@ -20,7 +20,7 @@ PROMPT = "Priya walked slowly to the station"
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> TransformersEngine:
-    from serve_app.tiny_models import build_tiny_llm
+    from serve_app.tools.tiny_models import build_tiny_llm
 
     model_dir = tmp_path_factory.mktemp("tiny-llm")
     build_tiny_llm(model_dir)

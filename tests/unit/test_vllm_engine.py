@@ -15,8 +15,8 @@ from vllm import AsyncEngineArgs
 from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.sampling_params import RequestOutputKind, SamplingParams, SamplingType
 
-from deployments.engines.base import GenerationDelta, GrammarSpec, SamplingSettings, TokenLogprob
-from deployments.engines.vllm_engine import (
+from deployments.llm.engines.base import GenerationDelta, GrammarSpec, SamplingSettings, TokenLogprob
+from deployments.llm.engines.vllm_engine import (
     VLLMEngine,
     to_delta,
     to_engine_args,
@@ -277,7 +277,8 @@ async def test_engine_abort_surfaces_as_service_unavailable() -> None:
 def test_module_imports_without_vllm() -> None:
     # The CPU path imports the engines package; it must not pay for vllm/torch.
     probe = (
-        "import sys, deployments.engines.vllm_engine; print(sorted(m for m in ('vllm', 'torch') if m in sys.modules))"
+        "import sys, deployments.llm.engines.vllm_engine; "
+        "print(sorted(m for m in ('vllm', 'torch') if m in sys.modules))"
     )
     repo_root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, check=True)
@@ -290,7 +291,7 @@ def test_create_exports_vllms_own_metrics_through_ray(monkeypatch):
     from vllm.v1.engine.async_llm import AsyncLLM
     from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
-    from deployments.engines.vllm_engine import VLLMEngine
+    from deployments.llm.engines.vllm_engine import VLLMEngine
     from serve_app.config import LLMConfig
 
     created = {}

@@ -1,1 +1,1 @@
-"""HTTP routes by domain, as mixins of the Ingress deployment (serve_app.ingress)."""
+"""HTTP routes by domain, as mixins of the Ingress deployment (serve_app.http.ingress)."""

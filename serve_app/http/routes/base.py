@@ -11,7 +11,7 @@ from serve_app.config import IngressConfig
 from serve_app.errors import NotFound, ServiceUnavailable
 from serve_app.http.key_auth import authorize_model
 from serve_app.http.metrics import note_model
-from serve_app.traffic import TrafficTable
+from serve_app.http.traffic import TrafficTable
 
 PipelineRequest = TypeVar("PipelineRequest", bound=BaseModel)  # with a `model: str | None` naming its LLM
 

@@ -1,7 +1,7 @@
 """OpenAI chat and text completions, over HTTP and for Python callers of the app handle.
 
 A request's `model` may be an LLM, one of its adapters, or an alias; an alias is resolved here
-to one target (serve_app.traffic), the request is rewritten to name it, and the response says
+to one target (serve_app.http.traffic), the request is rewritten to name it, and the response says
 which target answered (its `model`, and the `x-model-variant` header over HTTP). When the target's
 queue is full and the alias names a fallback, the fallback answers instead of a 503, and
 `x-model-fallback` names the target that was full.
@@ -22,6 +22,7 @@ from serve_app.http.app import JSON_API, api
 from serve_app.http.key_auth import authorize_model
 from serve_app.http.routes.base import Backends
 from serve_app.http.sse import sse_response
+from serve_app.http.traffic import Route
 from serve_app.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -29,7 +30,6 @@ from serve_app.protocol import (
     Completion,
     CompletionRequest,
 )
-from serve_app.traffic import Route
 
 LLMRequest = TypeVar("LLMRequest", ChatCompletionRequest, CompletionRequest)
 T = TypeVar("T")

@@ -1,0 +1,110 @@
+"""One sequence's sampling on the CPU engine: logits of its batch row in, the next token out.
+
+Every sequence in a batch carries its own settings, its own seeded `torch.Generator`
+(so a seed reproduces the same text whatever else runs beside it), its token counts for
+the penalties and, when constrained, its own xgrammar matcher. The order follows vLLM's
+sampler: logprobs of the raw model output, then penalties, the grammar mask, min_tokens,
+temperature, top-k and top-p.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from deployments.llm.engines.base import SamplingSettings, TokenLogprob
+
+
+class RowSampler:
+    def __init__(
+        self, settings: SamplingSettings, prompt_ids: list[int], vocab_size: int, eos_ids: list[int], matcher: Any
+    ):
+        import torch
+
+        self._torch = torch
+        self.settings = settings
+        self._eos = torch.tensor(eos_ids, dtype=torch.long)
+        seed = settings.seed if settings.seed is not None else random.getrandbits(63)
+        self._rng = torch.Generator().manual_seed(seed)
+        self._output_counts = torch.zeros(vocab_size, dtype=torch.float32)
+        self._seen = torch.zeros(vocab_size, dtype=torch.bool)  # prompt and output: the repetition penalty's set
+        if settings.repetition_penalty != 1.0:
+            self._seen[torch.tensor(prompt_ids, dtype=torch.long)] = True
+        self._matcher = matcher
+        self._bitmask = None
+        if matcher is not None:
+            import xgrammar
+
+            self._bitmask = xgrammar.allocate_token_bitmask(1, vocab_size)
+        self.generated = 0
+
+    @property
+    def grammar_finished(self) -> bool:
+        return self._matcher is not None and self._matcher.is_terminated()
+
+    def sample(self, logits: Any) -> tuple[int, TokenLogprob | None]:
+        """The next token for this row's float32 logits [vocab], and its logprob entry if asked for."""
+        torch = self._torch
+        s = self.settings
+        logits = logits.clone()
+        raw = logits
+        logits = self._penalize(logits)
+        if self._matcher is not None:
+            import xgrammar
+
+            self._matcher.fill_next_token_bitmask(self._bitmask)
+            xgrammar.apply_token_bitmask_inplace(logits[None, :], self._bitmask)
+        if self.generated < s.min_tokens:
+            logits[self._eos] = -float("inf")
+        if s.temperature == 0.0:
+            token = int(torch.argmax(logits))
+        else:
+            token = int(torch.multinomial(self._probabilities(logits), num_samples=1, generator=self._rng))
+        self._record(token)
+        return token, self._logprob(raw, token)
+
+    def _penalize(self, logits: Any) -> Any:
+        s = self.settings
+        # OpenAI's penalties count the output so far; the repetition penalty (vLLM's, as in CTRL)
+        # also covers the prompt and divides positive logits, multiplies negative ones.
+        if s.frequency_penalty or s.presence_penalty:
+            counts = self._output_counts
+            logits = logits - s.frequency_penalty * counts - s.presence_penalty * (counts > 0)
+        if s.repetition_penalty != 1.0:
+            seen = self._seen
+            penalized = self._torch.where(logits > 0, logits / s.repetition_penalty, logits * s.repetition_penalty)
+            logits = self._torch.where(seen, penalized, logits)
+        return logits
+
+    def _probabilities(self, logits: Any) -> Any:
+        torch = self._torch
+        s = self.settings
+        scores = logits / s.temperature
+        if 0 < s.top_k < scores.shape[-1]:
+            kth = torch.topk(scores, s.top_k).values[-1]
+            scores = scores.masked_fill(scores < kth, -float("inf"))
+        if s.top_p < 1.0:
+            ordered, order = torch.sort(scores, descending=True)
+            cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
+            # Drop a token once the ones before it already reach top_p; the first always stays.
+            drop = (cumulative - torch.softmax(ordered, dim=-1)) >= s.top_p
+            scores = scores.scatter(0, order, ordered.masked_fill(drop, -float("inf")))
+        return torch.softmax(scores, dim=-1)
+
+    def _record(self, token: int) -> None:
+        self.generated += 1
+        self._output_counts[token] += 1
+        self._seen[token] = True
+        if self._matcher is not None and not self._matcher.is_terminated():
+            self._matcher.accept_token(token)
+
+    def _logprob(self, raw: Any, token: int) -> TokenLogprob | None:
+        k = self.settings.logprobs
+        if k is None:
+            return None
+        logprobs = self._torch.log_softmax(raw, dim=-1)
+        top = ()
+        if k > 0:
+            values, ids = self._torch.topk(logprobs, k)
+            top = tuple(zip(ids.tolist(), values.tolist(), strict=True))
+        return TokenLogprob(token, float(logprobs[token]), top)

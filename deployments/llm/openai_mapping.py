@@ -1,0 +1,230 @@
+"""OpenAI request → (prompt token ids, engine settings), and engine deltas → OpenAI responses.
+
+Pure functions over the protocol types, so both engines share one mapping and
+unit tests need neither Ray nor a model. The response's `model` is always a parameter:
+one deployment answers for several ids (a base model and its adapters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from deployments.llm.engines.base import GenerationDelta, GrammarSpec, SamplingSettings, TokenLogprob
+from serve_app.errors import ContextLengthExceeded, InvalidRequest
+from serve_app.protocol import (
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChoiceLogprobs,
+    ChunkDelta,
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    SamplingFields,
+    TokenLogprobEntry,
+    TopLogprob,
+    Usage,
+)
+
+
+def chat_prompt_ids(tokenizer: Any, request: ChatCompletionRequest, *, with_tools: bool = True) -> list[int]:
+    messages = [_template_message(m) for m in request.messages]
+    tools = [t.model_dump(exclude_none=True) for t in request.tools] if request.tools and with_tools else None
+    try:
+        text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+    except Exception as exc:  # jinja raises on conversations its template rejects
+        raise InvalidRequest(f"messages rejected by the chat template: {exc}", param="messages") from None
+    # The template already wrote every special token; adding them again would double BOS.
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _template_message(message: Any) -> dict[str, Any]:
+    # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
+    out: dict[str, Any] = {"role": "system" if message.role == "developer" else message.role, "content": message.text()}
+    if message.tool_calls:
+        out["tool_calls"] = [call.template_form() for call in message.tool_calls]
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def completion_prompts(
+    tokenizer: Any, request: CompletionRequest, vocab_size: int, max_prompts: int
+) -> list[list[int]]:
+    """Each prompt's token ids; text prompts are tokenized, token-id prompts checked against the vocabulary."""
+    prompts = request.prompts
+    if len(prompts) > max_prompts:
+        raise InvalidRequest(f"at most {max_prompts} prompts per request; got {len(prompts)}", param="prompt")
+    ids = []
+    for prompt in prompts:
+        if isinstance(prompt, str):
+            if not prompt:
+                raise InvalidRequest("prompt must not be empty", param="prompt")
+            ids.append(tokenizer.encode(prompt))
+            continue
+        outside = [t for t in prompt if not 0 <= t < vocab_size]
+        if outside:
+            raise InvalidRequest(
+                f"token ids outside the vocabulary (0..{vocab_size - 1}): {outside[:5]}", param="prompt"
+            )
+        ids.append(list(prompt))
+    return ids
+
+
+def sampling_settings(
+    request: SamplingFields, prompt_tokens: int, max_model_len: int, prompt_param: str
+) -> SamplingSettings:
+    room = max_model_len - prompt_tokens
+    max_tokens = request.max_tokens if request.max_tokens is not None else room
+    if max_tokens > room or room < 1:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {max_model_len} tokens. However, you "
+            f"requested {prompt_tokens + max(max_tokens, 1)} tokens ({prompt_tokens} in the "
+            f"{prompt_param}, {max(max_tokens, 1)} in the completion). Please reduce the length "
+            f"of the {prompt_param} or completion.",
+            param=prompt_param,
+        )
+    return SamplingSettings(
+        max_tokens=max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=tuple(request.stop_list),
+        seed=request.seed,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+        top_k=max(request.top_k, 0),
+        min_tokens=min(request.min_tokens, max_tokens),
+        ignore_eos=request.ignore_eos,
+        repetition_penalty=request.repetition_penalty,
+        logprobs=_requested_logprobs(request),
+    )
+
+
+def _requested_logprobs(request: SamplingFields) -> int | None:
+    if isinstance(request, ChatCompletionRequest):
+        return (request.top_logprobs or 0) if request.logprobs else None
+    return getattr(request, "logprobs", None)
+
+
+def choice_settings(settings: SamplingSettings, index: int, grammar: GrammarSpec | None = None) -> SamplingSettings:
+    """Choice `index` of n: its own seed (seed + index), so the n choices differ and each reproduces."""
+    seed = settings.seed + index if settings.seed is not None else None
+    return replace(settings, seed=seed, grammar=grammar if grammar is not None else settings.grammar)
+
+
+@dataclass
+class Accumulator:
+    """Sums one choice's streamed deltas into what its final response or usage chunk needs."""
+
+    prompt_tokens: int
+    index: int = 0
+    parts: list[str] = field(default_factory=list)
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    def add(self, delta: GenerationDelta) -> None:
+        self.parts.append(delta.text)
+        self.completion_tokens += delta.new_tokens
+        self.logprobs.extend(delta.logprobs)
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.of(self.prompt_tokens, self.completion_tokens)
+
+
+def total_usage(prompt_tokens: int, accs: list[Accumulator]) -> Usage:
+    """OpenAI counts each prompt once, however many choices it has."""
+    return Usage.of(prompt_tokens, sum(a.completion_tokens for a in accs))
+
+
+# --- logprobs, in OpenAI's two shapes ------------------------------------------------------------
+
+
+class LogprobFormatter:
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+
+    def token(self, token_id: int) -> str:
+        return self._tokenizer.decode([token_id])
+
+    def chat(self, entries: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> ChoiceLogprobs:
+        return ChoiceLogprobs(
+            content=[
+                TokenLogprobEntry(
+                    **self._top(e.token_id, e.logprob).model_dump(),
+                    top_logprobs=[self._top(tid, lp) for tid, lp in e.top],
+                )
+                for e in entries
+            ]
+        )
+
+    def completion(self, entries: list[TokenLogprob] | tuple[TokenLogprob, ...], offset: int = 0) -> CompletionLogprobs:
+        out = CompletionLogprobs()
+        for e in entries:
+            token = self.token(e.token_id)
+            out.tokens.append(token)
+            out.token_logprobs.append(e.logprob)
+            out.top_logprobs.append({self.token(tid): lp for tid, lp in e.top})
+            out.text_offset.append(offset)
+            offset += len(token)
+        return out
+
+    def _top(self, token_id: int, logprob: float) -> TopLogprob:
+        token = self.token(token_id)
+        return TopLogprob(token=token, logprob=max(logprob, -9999.0), bytes=list(token.encode("utf-8")))
+
+
+# --- response shapes -----------------------------------------------------------------------------
+
+
+def chat_chunk(
+    base: ChatCompletion,
+    delta: ChunkDelta,
+    finish_reason: str | None = None,
+    index: int = 0,
+    logprobs: ChoiceLogprobs | None = None,
+) -> ChatCompletionChunk:
+    return ChatCompletionChunk(
+        id=base.id,
+        created=base.created,
+        model=base.model,
+        choices=[ChatChunkChoice(index=index, delta=delta, finish_reason=finish_reason, logprobs=logprobs)],
+    )
+
+
+def chat_usage_chunk(base: ChatCompletion, usage: Usage) -> ChatCompletionChunk:
+    return ChatCompletionChunk(id=base.id, created=base.created, model=base.model, choices=[], usage=usage)
+
+
+def completion_choice(acc: Accumulator, echo: str = "", logprobs: CompletionLogprobs | None = None) -> CompletionChoice:
+    """One finished completion choice: the echoed prompt (when asked for), then what was generated."""
+    return CompletionChoice(index=acc.index, text=echo + acc.text, finish_reason=acc.finish_reason, logprobs=logprobs)
+
+
+def completion_chunk(
+    base: Completion,
+    text: str,
+    finish_reason: str | None = None,
+    index: int = 0,
+    logprobs: CompletionLogprobs | None = None,
+) -> Completion:
+    return Completion(
+        id=base.id,
+        created=base.created,
+        model=base.model,
+        choices=[CompletionChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)],
+    )
+
+
+def completion_usage_chunk(base: Completion, usage: Usage) -> Completion:
+    return Completion(id=base.id, created=base.created, model=base.model, choices=[], usage=usage)

@@ -1,0 +1,114 @@
+"""A chat request's structure: which grammar constrains it, and how its text becomes tool calls.
+
+`response_format` and forced tool choices become a grammar (`GrammarSpec`), so both engines
+constrain the same way: the CPU engine through xgrammar, vLLM through its structured
+outputs. A named function constrains the text to its arguments; `required` to a JSON list
+of `{"name", "arguments"}` calls, as vLLM does; `auto` is read back by the family's parser.
+Schemas are checked here with xgrammar's converter (vLLM's default backend too), so an
+unsupported one is a 400 naming its param before any generation starts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from deployments.llm.engines.base import GrammarSpec
+from deployments.llm.tool_parsers import ToolParser, to_tool_call
+from serve_app.errors import InvalidRequest
+from serve_app.protocol import ChatCompletionRequest, FunctionCall, ToolCall
+
+
+@dataclass(frozen=True)
+class ToolMode:
+    kind: Literal["none", "auto", "required", "named"]
+    function: str | None = None  # the named function
+    parser: ToolParser | None = None  # auto's
+
+    def calls_from(self, text: str) -> tuple[str | None, list[ToolCall]]:
+        """(content, tool calls) from a whole answer."""
+        if self.kind == "named":
+            return None, [ToolCall(function=FunctionCall(name=self.function, arguments=text))]
+        if self.kind == "required":
+            calls = _calls_from_list(text)
+            return (None, calls) if calls else (text or None, [])
+        if self.kind == "auto" and self.parser is not None:
+            return self.parser.parse(text)
+        return text, []
+
+
+def tool_mode(request: ChatCompletionRequest, parser: ToolParser | None) -> ToolMode:
+    choice = request.effective_tool_choice
+    if not isinstance(choice, str):
+        return ToolMode("named", function=choice.function.name)
+    if choice == "auto" and parser is None:
+        raise InvalidRequest(
+            "tool_choice 'auto' needs a tool-call parser for this model family, and none is registered; "
+            "use tool_choice 'required' or a named function",
+            param="tool_choice",
+        )
+    return ToolMode(choice, parser=parser if choice == "auto" else None)
+
+
+def grammar_for(request: ChatCompletionRequest, mode: ToolMode) -> GrammarSpec | None:
+    if mode.kind == "named":
+        index, tool = next((i, t) for i, t in enumerate(request.tools) if t.function.name == mode.function)
+        schema = tool.function.parameters_schema
+        _check_supported(schema, f"tools.{index}.function.parameters")
+        return GrammarSpec("json_schema", json.dumps(schema))
+    if mode.kind == "required":
+        for index, tool in enumerate(request.tools):
+            _check_supported(tool.function.parameters_schema, f"tools.{index}.function.parameters")
+        return GrammarSpec("json_schema", json.dumps(_calls_schema(request, request.parallel_tool_calls)))
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return GrammarSpec("json_object")
+    schema = fmt.json_schema.schema_
+    _check_supported(schema, "response_format.json_schema.schema")
+    return GrammarSpec("json_schema", json.dumps(schema))
+
+
+def _calls_schema(request: ChatCompletionRequest, parallel: bool) -> dict[str, Any]:
+    one_of_the_tools = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "enum": [t.function.name]},
+                    "arguments": t.function.parameters_schema,
+                },
+                "required": ["name", "arguments"],
+            }
+            for t in request.tools
+        ]
+    }
+    schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": one_of_the_tools}
+    if not parallel:
+        schema["maxItems"] = 1
+    return schema
+
+
+def _calls_from_list(text: str) -> list[ToolCall]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(items, list):
+        return []
+    calls = [to_tool_call(json.dumps(item)) for item in items]
+    return calls if calls and all(c is not None for c in calls) else []
+
+
+def _check_supported(schema: dict[str, Any], param: str) -> None:
+    import xgrammar
+
+    try:
+        xgrammar.Grammar.from_json_schema(json.dumps(schema))
+    except Exception as exc:  # xgrammar raises RuntimeError with the converter's reason
+        # Drop the converter's "[time] file.cc:line: " prefix: the reason is what the client can act on.
+        reason = re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", str(exc).strip()) or type(exc).__name__
+        raise InvalidRequest(f"unsupported JSON Schema: {reason}", param=param) from None
