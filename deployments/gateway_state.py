@@ -24,7 +24,9 @@ STATE_FILE = Path("gateway") / "state.sqlite3"
 
 
 @serve.deployment(name="GatewayState")
-class GatewayState:
+class EmbeddedGatewayState:
+    """serve_app.gateway.state.GatewayState over SQLite, as one deployment every ingress replica calls."""
+
     def __init__(self, data_dir: Path):
         self._state = SQLiteState(Path(data_dir) / STATE_FILE)
 

@@ -21,7 +21,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.common import metrics
 from serve_app.common.images import ImageLimits, decode_image, image_bytes
-from serve_app.common.llm_handles import LLMHandles
+from serve_app.common.model_registry import ModelRegistry
 from serve_app.config import ImageRAGConfig
 from serve_app.errors import InvalidRequest, parse_request
 from serve_app.protocol import (
@@ -50,7 +50,7 @@ class RAGHandles:
     detector: DeploymentHandle
     embedder: DeploymentHandle
     store: DeploymentHandle
-    llm: DeploymentHandle
+    llm_stream: DeploymentHandle  # the answering LLM, with options(stream=True)
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ async def image_rag_events(
     # The answer stream is opened before the context event goes out: the LLM's first chunk comes once
     # it has accepted the request, so a full LLM queue (or a bad model) refuses the whole request
     # before any event, i.e. as a plain HTTP 429/503 with Retry-After rather than a broken stream.
-    answer_stream = handles.llm.options(stream=True).chat_stream.remote(chat)
+    answer_stream = handles.llm_stream.chat_stream.remote(chat)
     first = await anext(answer_stream)
     yield context
     answer, finish_reason, usage = [], None, None
@@ -211,18 +211,25 @@ async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
 
 @serve.deployment(name="ImageRAG")
 class ImageRAG:
+    """The pipeline as a deployment over the registry's detector, CLIP embedder and LLMs, and the store."""
+
     def __init__(
         self,
-        handles: RAGHandles,
-        models: RAGModels,
+        models: ModelRegistry,
+        store: DeploymentHandle,
+        names: RAGModels,
         config: ImageRAGConfig,
         limits: ImageLimits,
-        llms: dict[str, DeploymentHandle] | None = None,
-        llm_adapters: dict[str, str] | None = None,
     ):
-        self._handles = handles  # .llm answers the configured model; `llms` a request naming another
-        self._llms = LLMHandles(llms or {}, llm_adapters)
-        self._models = models
+        self._registry = models
+        # .llm_stream answers the configured model; a request naming another LLM or adapter gets its own.
+        self._handles = RAGHandles(
+            detector=models.get("detector", names.detector),
+            embedder=models.get("embedding", names.embedder),
+            store=store,
+            llm_stream=models.llm(names.llm, stream=True),
+        )
+        self._models = names
         self._config = config
         self._limits = limits
 
@@ -253,7 +260,7 @@ class ImageRAG:
         request = parse_request(ImageRAGRequest, request)
         run_id = f"imgrag-{time.time_ns():x}"
         handles = self._handles
-        if request.model and self._llms:
-            handles = dataclasses.replace(handles, llm=self._llms.pick(request.model))
+        if request.model:
+            handles = dataclasses.replace(handles, llm_stream=self._registry.llm(request.model, stream=True))
         async for event in image_rag_events(handles, self._models, self._config, self._limits, request):
             yield event.model_copy(update={"id": run_id})

@@ -22,18 +22,20 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.common import metrics
-from serve_app.common.llm_handles import LLMHandles
+from serve_app.common.model_registry import ModelRegistry
 from serve_app.config import VideoSummaryConfig
 from serve_app.errors import InvalidRequest, parse_request
 from serve_app.protocol import (
     ChatCompletionRequest,
     SpeechTimings,
+    StreamOptions,
     Transcript,
     TranscriptionOptions,
+    Usage,
     VideoSummaryEvent,
     VideoSummaryOptions,
 )
-from serve_app.protocol import VideoSummary as VideoSummaryResult  # the bare name is the deployment's
+from serve_app.protocol import VideoSummary as VideoSummaryResult
 
 # Tokens the chat template adds around the messages (role markers, newlines), plus slack.
 _TEMPLATE_MARGIN = 32
@@ -51,14 +53,22 @@ class SummaryPlan:
 
 
 class Summariser:
-    """Map-reduce summaries against one LLM handle, sized by its card and tokenizer."""
+    """Map-reduce summaries against one LLM handle, sized by its card and tokenizer; `usage` sums every call's."""
 
-    def __init__(self, llm: DeploymentHandle, config: VideoSummaryConfig, options: VideoSummaryOptions):
+    def __init__(
+        self,
+        llm: DeploymentHandle,
+        config: VideoSummaryConfig,
+        options: VideoSummaryOptions,
+        llm_stream: DeploymentHandle | None = None,  # `llm` with options(stream=True), made once by the caller
+    ):
         self._llm = llm
+        self._llm_stream = llm_stream or llm.options(stream=True)
         self._config = config
         self._options = options
         self.calls = 0
         self.chunks = 0
+        self.usage = Usage.of(0, 0)
 
     async def plan(self) -> SummaryPlan:
         card = await self._llm.card.remote()
@@ -104,17 +114,27 @@ class Summariser:
 
     async def stream(self, plan: SummaryPlan, prompt: str) -> AsyncIterator[str]:
         self.calls += 1
-        async for chunk in self._llm.options(stream=True).chat_stream.remote(self._request(plan, prompt)):
+        request = self._request(plan, prompt, stream_options=StreamOptions(include_usage=True))
+        async for chunk in self._llm_stream.chat_stream.remote(request):
+            self._add(chunk.usage)
             if chunk.choices and chunk.choices[0].delta.content:
                 yield chunk.choices[0].delta.content
 
     async def _complete(self, plan: SummaryPlan, prompt: str) -> str:
         self.calls += 1
         reply = await self._llm.chat.remote(self._request(plan, prompt))
+        self._add(reply.usage)
         return reply.choices[0].message.content
 
-    def _request(self, plan: SummaryPlan, prompt: str) -> ChatCompletionRequest:
+    def _add(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self.usage = Usage.of(
+                self.usage.prompt_tokens + usage.prompt_tokens, self.usage.completion_tokens + usage.completion_tokens
+            )
+
+    def _request(self, plan: SummaryPlan, prompt: str, **fields) -> ChatCompletionRequest:
         return ChatCompletionRequest(
+            **fields,
             model=plan.llm_model,
             messages=[
                 {"role": "system", "content": self._config.system_prompt},
@@ -187,14 +207,9 @@ def _timings(transcript: Transcript, summariser: Summariser, summarise_s: float,
 
 
 async def summarize_video(
-    asr: DeploymentHandle,
-    llm: DeploymentHandle,
-    config: VideoSummaryConfig,
-    media: bytes | str,
-    options: VideoSummaryOptions,
+    asr: DeploymentHandle, summariser: Summariser, media: bytes | str, options: VideoSummaryOptions
 ) -> VideoSummaryResult:
     started = time.perf_counter()
-    summariser = Summariser(llm, config, options)
     plan = await summariser.plan()  # before the ASR: a bad LLM setting fails fast
     transcript = await transcribe(asr, media, options)
     t0 = time.perf_counter()
@@ -211,19 +226,15 @@ async def summarize_video(
         alignment_note=transcript.alignment_note,
         summary=summary,
         summary_model=plan.llm_model,
+        usage=summariser.usage,
         timings=_timings(transcript, summariser, time.perf_counter() - t0, started),
     )
 
 
 async def summarize_video_stream(
-    asr: DeploymentHandle,
-    llm: DeploymentHandle,
-    config: VideoSummaryConfig,
-    media: bytes | str,
-    options: VideoSummaryOptions,
+    asr: DeploymentHandle, summariser: Summariser, media: bytes | str, options: VideoSummaryOptions
 ) -> AsyncIterator[VideoSummaryEvent]:
     started = time.perf_counter()
-    summariser = Summariser(llm, config, options)
     plan = await summariser.plan()
     transcript = await transcribe(asr, media, options)
     yield VideoSummaryEvent(
@@ -244,43 +255,40 @@ async def summarize_video_stream(
         type="done",
         summary="".join(parts),
         srt=transcript.subtitles or "",
+        usage=summariser.usage,
         timings=_timings(transcript, summariser, time.perf_counter() - t0, started),
     )
 
 
 @serve.deployment(name="VideoSummary")
-class VideoSummary:
-    def __init__(
-        self,
-        asr: DeploymentHandle,
-        llm: DeploymentHandle,
-        config: VideoSummaryConfig,
-        llms: dict[str, DeploymentHandle] | None = None,
-        llm_adapters: dict[str, str] | None = None,
-    ):
-        self._asr = asr
-        self._llm = llm  # the configured summariser's; `llms` answers a request naming another
-        self._llms = LLMHandles(llms or {}, llm_adapters)
+class VideoSummaryPipeline:
+    """The pipeline as a deployment: the ASR named `asr`, summarised by the LLM named `llm` (or a request's)."""
+
+    def __init__(self, models: ModelRegistry, config: VideoSummaryConfig, asr: str, llm: str):
+        self._models = models
+        self._asr = models.get("asr", asr)
+        self._llm = llm  # the configured summariser's; a request may name another LLM or adapter
         # A configured alias is the Ingress's to resolve (it names the target it picked in each request's
         # options); a caller of this deployment's own handle gets the LLM it was bound to.
-        aliased = config.llm_model is not None and self._llms and config.llm_model not in self._llms
+        aliased = config.llm_model is not None and config.llm_model not in models.served("llm")
         self._config = config.model_copy(update={"llm_model": None}) if aliased else config
 
-    def _llm_for(self, options: VideoSummaryOptions) -> DeploymentHandle:
-        return self._llms.pick(options.model) if options.model and self._llms else self._llm
+    def _summariser(self, options: VideoSummaryOptions) -> Summariser:
+        model = options.model or self._llm
+        llm, llm_stream = self._models.llm(model), self._models.llm(model, stream=True)
+        return Summariser(llm, self._config, options, llm_stream)
 
     async def summarize(
         self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
     ) -> VideoSummaryResult:
         with metrics.pipeline_run(PIPELINE):
             options = parse_request(VideoSummaryOptions, options or {})
-            return await summarize_video(self._asr, self._llm_for(options), self._config, media, options)
+            return await summarize_video(self._asr, self._summariser(options), media, options)
 
     async def summarize_stream(
         self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
     ) -> AsyncIterator[VideoSummaryEvent]:
         with metrics.pipeline_run(PIPELINE):
             options = parse_request(VideoSummaryOptions, options or {})
-            llm = self._llm_for(options)
-            async for event in summarize_video_stream(self._asr, llm, self._config, media, options):
+            async for event in summarize_video_stream(self._asr, self._summariser(options), media, options):
                 yield event

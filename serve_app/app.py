@@ -9,30 +9,31 @@ from __future__ import annotations
 from ray.serve import Application, Deployment
 
 from deployments.llm.deployment import LLM
-from serve_app.config import AppConfig, parse_app_config
+from serve_app.common.images import ImageLimits
+from serve_app.common.model_registry import ModelRegistry
+from serve_app.config import IMAGE_RAG_LLM, VIDEO_SUMMARY_LLM, AppConfig, parse_app_config
 from serve_app.http.ingress import Ingress
 
 
 def build_app(args: dict) -> Application:
     config = args if isinstance(args, AppConfig) else parse_app_config(args)
-    # Handles by kind and served id (routes pick by the request's `model`), and by role. Every
-    # id an LLM deployment answers (its base model and its adapters) maps to that deployment.
-    llms: dict[str, Application] = {}
+    # One registry of every model's handle, by kind and by every id it answers (an LLM's adapters map
+    # to its deployment), shared by the Ingress and the pipelines; routes pick by the request's `model`.
+    models = ModelRegistry(adapters=config.llm_adapters)
     for entry in config.llms:
         llm = bind_planned(LLM.options(name=entry.deployment_name), config, entry, config.model_store, config.data_dir)
-        llms.update(dict.fromkeys(entry.served_ids, llm))
-    models: dict[str, dict[str, Application]] = {"llm": llms}
+        models.add("llm", entry.served_ids, llm)
     services: dict[str, Application] = {}
     if config.speech is not None:
-        add_speech(config, llms, models, services)
+        add_speech(config, models, services)
     if config.vision is not None:
-        add_vision(config, llms, models, services)
+        add_vision(config, models, services)
     if config.gateway is not None and config.gateway.state == "embedded":
-        from deployments.gateway_state import GatewayState
+        from deployments.gateway_state import EmbeddedGatewayState
         from serve_app.gateway.service import STATE_SERVICE
 
-        services[STATE_SERVICE] = GatewayState.bind(config.data_dir)
-    return Ingress.bind(models, services, config.ingress, config.gateway, config.llm_adapters, config.pipeline_llms)
+        services[STATE_SERVICE] = EmbeddedGatewayState.bind(config.data_dir)
+    return Ingress.bind(models, services, config.ingress, config.gateway, config.pipeline_llms)
 
 
 def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Application:
@@ -48,35 +49,34 @@ def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Applicatio
     return placed.bind(*args, gpu=config.gpu_plan.claim(deployment.name))
 
 
-def add_speech(config: AppConfig, llms: dict[str, Application], models: dict, services: dict) -> None:
+def add_speech(config: AppConfig, models: ModelRegistry, services: dict) -> None:
     """The ASR as a model (plus aliases such as OpenAI's whisper-1); the video summary as a service."""
     from deployments.asr import ASR
 
-    asr = bind_planned(ASR, config, config.speech, config.model_store, config.data_dir)
-    models["asr"] = {name: asr for name in (config.speech.served_name, *config.speech.aliases)}
+    speech = config.speech
+    asr = bind_planned(ASR, config, speech, config.model_store, config.data_dir)
+    models.add("asr", (speech.served_name, *speech.aliases), asr)
     if config.video_summary is not None:
-        from pipelines.video_summary import VideoSummary
+        from pipelines.video_summary import VideoSummaryPipeline
 
-        summary = config.video_summary
-        llm = llms[config.pipeline_llm("video_summary.llm_model")]
-        services["video_summary"] = VideoSummary.bind(asr, llm, summary, llms, config.llm_adapters)
+        llm = config.pipeline_llm(VIDEO_SUMMARY_LLM)
+        services["video_summary"] = VideoSummaryPipeline.bind(models, config.video_summary, speech.served_name, llm)
 
 
-def add_vision(config: AppConfig, llms: dict[str, Application], models: dict, services: dict) -> None:
+def add_vision(config: AppConfig, models: ModelRegistry, services: dict) -> None:
     """Detector and embedders as models by served name; the knowledge base and image RAG as services."""
     from deployments.detector import Detector
     from deployments.embedder import ClipEmbedder
     from deployments.text_embedder import TextEmbedder
     from deployments.vector_store import VectorStore
-    from pipelines.image_rag import ImageRAG, RAGHandles, RAGModels
-    from serve_app.common.images import ImageLimits
+    from pipelines.image_rag import ImageRAG, RAGModels
 
     vision = config.vision
     limits = ImageLimits(max_bytes=vision.max_image_bytes, max_pixels=vision.max_image_pixels)
-    detector = clip = None
+    detector = None
     if vision.detector is not None:
         detector = bind_planned(Detector, config, vision.detector, config.model_store, config.data_dir, limits)
-        models["detector"] = {vision.detector.served_name: detector}
+        models.add("detector", (vision.detector.served_name,), detector)
     embedders = {}
     if vision.clip is not None:
         clip = bind_planned(ClipEmbedder, config, vision.clip, config.model_store, config.data_dir, limits)
@@ -85,16 +85,15 @@ def add_vision(config: AppConfig, llms: dict[str, Application], models: dict, se
         embedders[vision.text_embedder.served_name] = bind_planned(
             TextEmbedder, config, vision.text_embedder, config.data_dir
         )
-    if embedders:
-        models["embedding"] = embedders
+    for name, embedder in embedders.items():
+        models.add("embedding", (name,), embedder)
     if vision.qdrant is None:
         return
     detector_name = vision.detector.served_name if vision.detector else None
     store = VectorStore.bind(vision.qdrant, config.data_dir, embedders, detector, detector_name)
     services["vector_store"] = store
-    rag = vision.image_rag
-    if rag is not None:
-        llm_model = config.pipeline_llm("vision.image_rag.llm_model")
-        handles = RAGHandles(detector=detector, embedder=clip, store=store, llm=llms[llm_model])
-        names = RAGModels(detector=detector_name, embedder=vision.clip.served_name, llm=llm_model)
-        services["image_rag"] = ImageRAG.bind(handles, names, rag, limits, llms, config.llm_adapters)
+    if vision.image_rag is not None:
+        names = RAGModels(
+            detector=detector_name, embedder=vision.clip.served_name, llm=config.pipeline_llm(IMAGE_RAG_LLM)
+        )
+        services["image_rag"] = ImageRAG.bind(models, store, names, vision.image_rag, limits)

@@ -43,7 +43,9 @@ from serve_app.config.llm import (
 )
 from serve_app.config.pipelines import (
     DEFAULT_RAG_PROMPT,
+    IMAGE_RAG_LLM,
     RAG_PROMPT_FIELDS,
+    VIDEO_SUMMARY_LLM,
     ImageRAGConfig,
     VideoSummaryConfig,
 )
@@ -95,6 +97,8 @@ __all__ = [
     "ImageRAGConfig",
     "RAG_PROMPT_FIELDS",
     "VideoSummaryConfig",
+    "VIDEO_SUMMARY_LLM",
+    "IMAGE_RAG_LLM",
     # gateway
     "CACHEABLE_ROUTES",
     "CacheConfig",

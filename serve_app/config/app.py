@@ -19,7 +19,7 @@ from serve_app.config.gateway import GatewayConfig
 from serve_app.config.gpu_plan import GPUPlanConfig
 from serve_app.config.ingress import IngressConfig
 from serve_app.config.llm import LLMConfig
-from serve_app.config.pipelines import VideoSummaryConfig
+from serve_app.config.pipelines import IMAGE_RAG_LLM, VIDEO_SUMMARY_LLM, VideoSummaryConfig
 from serve_app.config.speech import SpeechConfig
 from serve_app.config.vision import VisionConfig
 
@@ -97,9 +97,9 @@ class AppConfig(_Strict):
         """Each pipeline's configured LLM by its YAML path: an LLM, an adapter, or an alias of the
         Ingress's traffic table. The table lives in the Ingress's user_config, which this config does
         not see: the Ingress checks those names when the table is applied (Ingress.reconfigure)."""
-        named = {"video_summary.llm_model": self.video_summary and self.video_summary.llm_model}
+        named = {VIDEO_SUMMARY_LLM: self.video_summary and self.video_summary.llm_model}
         if self.vision is not None and self.vision.image_rag is not None:
-            named["vision.image_rag.llm_model"] = self.vision.image_rag.llm_model
+            named[IMAGE_RAG_LLM] = self.vision.image_rag.llm_model
         return {path: model for path, model in named.items() if model}
 
     def pipeline_llm(self, path: str) -> str:

@@ -12,6 +12,10 @@ from pydantic import Field, field_validator
 
 from serve_app.config.common import _Strict
 
+# Where each pipeline names its LLM in the app's YAML: the key errors name, and the Ingress resolves by.
+VIDEO_SUMMARY_LLM = "video_summary.llm_model"
+IMAGE_RAG_LLM = "vision.image_rag.llm_model"
+
 
 class VideoSummaryConfig(_Strict):
     llm_model: str | None = Field(

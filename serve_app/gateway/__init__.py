@@ -2,6 +2,7 @@
 
 keys (making, hashing and naming keys), state (the one interface and its admission rule),
 sqlite and server (its two backends), cache (exact-match answers), service (what the ingress
-holds). The HTTP side, in request order, is serve_app.http.key_auth -> key_limits ->
-response_cache, and the admin routes serve_app.http.routes.keys.
+holds). The HTTP side, in request order: serve_app.http.auth (who calls) -> metering (headers,
+settlement) -> the route's admission (serve_app.http.admission) and cache (answer_cache), and the
+admin routes serve_app.http.routes.keys.
 """

@@ -1,53 +1,89 @@
-"""The FastAPI app behind the ingress, assembled from the modules beside this one.
+"""The FastAPI app behind the ingress, built per Ingress replica by `make_api` from that replica's own config.
 
-Routes are mixins of the Ingress deployment (serve_app.http.routes) that declare themselves
-on `api`; each concern they share about HTTP is its own module here, wired in this file only.
+Serve calls the Ingress's `__serve_build_asgi_app__` after its constructor (the late-bound
+`@serve.ingress()`), so each replica owns its app, its middlewares and their state: nothing is
+module-global, and tests build the same app with the same function. The routes are the Ingress's
+marked methods (serve_app.http.routing), registered bound to the replica.
+
+Cross-cutting concerns are ASGI middlewares, outermost first, each added only when configured:
+    metrics -> authentication -> body size -> metering -> route (admission, cache, handles)
+so refusals are counted too, a 401 comes before any body is read (413 after it), and only admitted
+requests of a key are metered. The request id is Serve's: its proxy's RequestIdMiddleware, outside
+this app, keeps a client's `x-request-id` or makes one, puts it in every replica's log lines and
+echoes it on the response.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import Depends, FastAPI
 from starlette.middleware import Middleware
 
-from serve_app.http.auth import api_key
+from serve_app.common import metrics
+from serve_app.config import IngressConfig
+from serve_app.gateway.service import Gateway
+from serve_app.http.admission import admit_image, admit_request
+from serve_app.http.auth import Authentication
 from serve_app.http.body_limit import BodySizeLimit
 from serve_app.http.errors import EXCEPTION_HANDLERS, ServeRejectionsAsAPIErrors
-from serve_app.http.key_auth import KeyAuthentication
-from serve_app.http.key_limits import KeyLimits
 from serve_app.http.media_types import json_body, multipart_body
+from serve_app.http.metering import Metering
 from serve_app.http.metrics import RequestMetrics
-from serve_app.http.response_cache import ResponseCache
+from serve_app.http.routing import add_routes
 from serve_app.protocol import ErrorResponse
 
-# Cross-cutting concerns as ASGI middlewares, outermost first: each sees the request before
-# those below it. Planned ones join as one module each, at their place in this order:
-#   request id -> metrics -> authentication -> limits/budgets -> cache -> route
-# so every log line and metric carries the id, refusals are counted too, nobody unauthenticated
-# spends a budget, and the cache answers only admitted requests. Each is off unless configured.
-# The request id is Serve's: its proxy's RequestIdMiddleware, outside this app, keeps a client's
-# `x-request-id` or makes one, puts it in every replica's log lines and echoes it on the response.
-# Authentication is the gateway's KeyAuthentication when `gateway:` is configured (then a 401 comes
-# before a 413: nobody unauthenticated makes the ingress read a body), else the static key's route
-# dependency below (a 413 before a 401). KeyLimits reads the JSON body BodySizeLimit bounded.
-MIDDLEWARE = [
-    Middleware(RequestMetrics),  # metrics
-    Middleware(KeyAuthentication),  # authentication (gateway)
-    Middleware(BodySizeLimit),  # limits: sizes
-    Middleware(KeyLimits),  # limits: rates, tokens, budgets (gateway), and the usage log
-    Middleware(ResponseCache),  # cache (gateway)
-]
+# Route dependencies: the body's media type (415 before a confusing schema error), then the admission.
+# The metered JSON routes (chat, completions, embeddings) are admitted by their body's dependency
+# (serve_app.http.admission.admitted_*), so they list the media type alone.
+JSON_BODY = [Depends(json_body)]
+JSON_API = [Depends(json_body), Depends(admit_request)]
+UPLOAD_API = [Depends(multipart_body), Depends(admit_request)]
+IMAGE_API = [Depends(admit_image)]
+AUTHENTICATED = [Depends(admit_request)]
 
-api = FastAPI(
-    title="multimodel-serve",
-    description="OpenAI-compatible API over Ray Serve model deployments.",
-    responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
-    middleware=MIDDLEWARE,
-    exception_handlers=EXCEPTION_HANDLERS,
-)
-# Before any route is declared: every route (the mixins in serve_app.http.routes) uses it.
-api.router.route_class = ServeRejectionsAsAPIErrors
+# Every status a route of this API may answer with an envelope, documented once for /openapi.json.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorResponse, "description": why}
+    for status, why in (
+        (400, "Invalid request (OpenAI's invalid_request_error)"),
+        (401, "Missing or incorrect API key"),
+        (403, "The key may not do this"),
+        (404, "Unknown model or resource"),
+        (413, "Body over the ingress's limits"),
+        (415, "Unsupported Content-Type"),
+        (429, "Rate limit or budget reached"),
+        (503, "Overloaded or unavailable; retry"),
+    )
+}
 
-# Route dependencies: authentication first, then the body's media type.
-JSON_API = [Depends(api_key), Depends(json_body)]
-UPLOAD_API = [Depends(api_key), Depends(multipart_body)]
-AUTHENTICATED = [Depends(api_key)]
+
+def make_api(
+    routes: object,
+    config: IngressConfig,
+    *,
+    api_key: str | None = None,
+    gateway: Gateway | None = None,
+    served_models: Callable[[], frozenset[str]] = frozenset,
+) -> FastAPI:
+    """The app one Ingress replica serves: `routes`' marked methods, behind the middlewares its config asks for."""
+    middleware = []
+    if metrics.ENABLED:
+        middleware.append(Middleware(RequestMetrics, served_models=served_models))
+    if api_key is not None or gateway is not None:
+        middleware.append(Middleware(Authentication, api_key=api_key, gateway=gateway))
+    middleware.append(Middleware(BodySizeLimit, limits=config))
+    if gateway is not None:
+        middleware.append(Middleware(Metering, gateway=gateway))
+    app = FastAPI(
+        title="multimodel-serve",
+        description="OpenAI-compatible API over Ray Serve model deployments.",
+        responses=ERROR_RESPONSES,
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.gateway = gateway
+    # Before any route is added: every route converts Serve's refusals into envelopes.
+    app.router.route_class = ServeRejectionsAsAPIErrors
+    add_routes(app, routes)
+    return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serve_app.config import IngressConfig
 from serve_app.errors import PayloadTooLarge
 from serve_app.http.errors import send_error
 from serve_app.http.media_types import media_type
@@ -14,18 +15,18 @@ class BodySizeLimit:
 
     A declared Content-Length is refused up front; a chunked body is counted as it
     streams and cut off at the limit (the app sees a disconnect, the client a 413).
-    Limits are read per request from `app.state.limits`, set by the Ingress.
     """
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, limits: IngressConfig):
         self.app = app
+        self._limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not hasattr(scope["app"].state, "limits"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        limits = scope["app"].state.limits
+        limits = self._limits
         multipart = media_type(headers) == "multipart/form-data"
         limit = limits.max_upload_bytes if multipart else limits.max_request_bytes
         kind = "Upload" if multipart else "Request body"

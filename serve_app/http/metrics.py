@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 
 from starlette.routing import Match
@@ -70,8 +71,9 @@ def error_type(body: bytes) -> str:
 
 
 class RequestMetrics:
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, served_models: Callable[[], frozenset[str]]):
         self.app = app
+        self._served_models = served_models  # changes with the traffic table: asked per request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not metrics.ENABLED:
@@ -90,7 +92,7 @@ class RequestMetrics:
             if error_body is not None:
                 error = error_type(b"".join(error_body))
             try:
-                _record(scope, labels, status, error, time.perf_counter() - started)
+                _record(scope, labels, self._served_models(), status, error, time.perf_counter() - started)
             except Exception:  # a metrics bug costs a sample, never the request
                 logger.warning("request metrics failed for %s", scope.get("path"), exc_info=True)
 
@@ -126,9 +128,10 @@ class RequestMetrics:
                 record(error)
 
 
-def _record(scope: Scope, labels: RequestLabels, status: int, error: str, seconds: float) -> None:
+def _record(
+    scope: Scope, labels: RequestLabels, served: frozenset[str], status: int, error: str, seconds: float
+) -> None:
     route = route_template(scope)
-    served = getattr(getattr(scope.get("app"), "state", None), "served_models", ())
     model = metrics.bounded(labels.model, served)
     metrics.HTTP_DURATION.observe(seconds, {"route": route, "model": model})
     metrics.HTTP_REQUESTS.inc(1, {"route": route, "model": model, "status": str(status), "error_type": error})

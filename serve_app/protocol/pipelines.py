@@ -38,6 +38,7 @@ class VideoSummary(BaseModel):
     alignment_note: str | None = None
     summary: str
     summary_model: str
+    usage: Usage | None = Field(default=None, description="Every LLM call of the summary, summed.")
     timings: SpeechTimings
 
 
@@ -52,6 +53,7 @@ class VideoSummaryEvent(BaseModel):
     delta: str | None = Field(default=None, description="summary.delta: the next piece of the summary.")
     summary: str | None = None
     srt: str | None = None
+    usage: Usage | None = Field(default=None, description="done: every LLM call of the summary, summed.")
     timings: SpeechTimings | None = None
 
     @model_serializer(mode="wrap")

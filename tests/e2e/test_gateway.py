@@ -97,6 +97,35 @@ def test_a_stream_has_the_headers_before_its_first_byte_and_settles(gw, http):
     assert entry["completion_tokens"] >= 1 and entry["variant"] == "tiny-qwen2"
 
 
+def test_streams_without_include_usage_are_billed_exactly_what_they_generated(gw, http):
+    """12 concurrent streams of 48 tokens, no usage chunk asked: the key is charged what the same requests
+    report unstreamed (the CPU engine sends several tokens per chunk under load, so counting chunks would not)."""
+    key = generate(http, rpm_limit=1000, tpm_limit=10_000_000)
+    bodies = [
+        {**CHAT, "messages": [{"role": "user", "content": f"story {i}"}], "max_tokens": 48, "ignore_eos": True}
+        for i in range(12)
+    ]
+    admin = {"authorization": f"Bearer {MASTER}"}
+    expected = sum(
+        http.post("/v1/chat/completions", json=b, headers=admin).json()["usage"]["total_tokens"] for b in bodies
+    )
+
+    def stream(body: dict) -> str:
+        with httpx.Client(base_url=gw, timeout=120) as client:
+            headers = {"authorization": f"Bearer {key}"}
+            with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}, headers=headers) as r:
+                assert r.status_code == 200
+                return "".join(r.iter_text())
+
+    with ThreadPoolExecutor(12) as executor:
+        texts = list(executor.map(stream, bodies))
+    assert all(t.endswith("data: [DONE]\n\n") and '"usage"' not in t for t in texts), "no usage chunk was asked"
+    logged = usage(http, key, 12)
+    assert sum(e["completion_tokens"] for e in logged) == 12 * 48
+    info = http.get("/key/info", params={"key": key}, headers=admin).json()["info"]
+    assert info["spend"] == expected
+
+
 def test_a_cancelled_stream_frees_its_parallel_slot(gw, http):
     key = generate(http, max_parallel_requests=1)
     headers = {"authorization": f"Bearer {key}"}

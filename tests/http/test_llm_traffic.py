@@ -133,7 +133,7 @@ def test_models_lists_models_adapters_with_their_parent_and_aliases_with_their_s
 def test_new_weights_apply_to_the_next_request(start):
     client = start(alias(1, 0))
     assert client.post("/v1/chat/completions", json=chat(user="u")).json()["model"] == BLUE
-    client.app.replica.reconfigure(alias(0, 1))
+    client.replica.reconfigure(alias(0, 1))
     assert client.post("/v1/chat/completions", json=chat(user="u")).json()["model"] == GREEN
 
 
@@ -152,7 +152,7 @@ def test_new_weights_apply_to_the_next_request(start):
 def test_a_bad_traffic_table_is_refused_naming_the_field(start, table, field):
     client = start()
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        client.app.replica.reconfigure(table)
+        client.replica.reconfigure(table)
 
 
 def test_a_key_given_an_alias_may_use_it_and_its_usage_names_the_variant(start, tmp_path, monkeypatch):
@@ -205,7 +205,7 @@ def test_a_pipeline_configured_with_an_alias_gets_the_target_picked_per_request(
 def test_a_pipeline_alias_missing_from_the_traffic_table_is_refused_naming_the_field(start):
     client = start(pipeline_llms={SUMMARY_LLM: "helper"})
     with pytest.raises(ConfigError, match=r"video_summary\.llm_model: 'helper' is not an LLM, adapter or alias"):
-        client.app.replica.reconfigure(alias(1, 1))
+        client.replica.reconfigure(alias(1, 1))
 
 
 def test_an_app_without_the_alias_its_pipeline_names_says_so_and_keeps_serving(start, summaries):

@@ -126,7 +126,7 @@ async def test_a_stream_the_client_left_is_recorded_once_at_the_disconnect(recor
     async def send(_message):
         pass
 
-    await RequestMetrics(app)(_scope(), receive, send)
+    await RequestMetrics(app, served_models=frozenset)(_scope(), receive, send)
     assert requests(recorded) == [{"route": "other", "model": "none", "status": "200", "error_type": "none"}]
 
 
@@ -135,5 +135,5 @@ async def test_a_request_cancelled_before_answering_is_a_499(recorded):
         raise asyncio.CancelledError  # Serve cancels a request whose client went away
 
     with pytest.raises(asyncio.CancelledError):
-        await RequestMetrics(app)(_scope(), None, None)
+        await RequestMetrics(app, served_models=frozenset)(_scope(), None, None)
     assert [t["status"] for t in requests(recorded)] == ["499"]

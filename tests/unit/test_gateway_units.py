@@ -1,66 +1,55 @@
-"""The gateway's pure parts: what a response used, reservations, the cache key, paths under a route prefix."""
+"""The gateway's pure parts: reservations, a stream's usage, the cache key, paths under a route prefix."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 
 from serve_app.config import CacheConfig
 from serve_app.gateway.cache import ResponseCache, cache_key, deterministic
 from serve_app.gateway.state import Window
-from serve_app.http.key_auth import app_path
-from serve_app.http.key_limits import ratelimit_headers, reserved_tokens
-from serve_app.http.usage_capture import UsageCapture
-
-
-def _start(content_type: bytes, status: int = 200, variant: bytes | None = None) -> dict:
-    headers = [(b"content-type", content_type)] + ([(b"x-model-variant", variant)] if variant else [])
-    return {"type": "http.response.start", "status": status, "headers": headers}
-
-
-def test_json_usage_and_variant_header():
-    capture = UsageCapture(prompt_estimate=99)
-    capture.start(_start(b"application/json", variant=b"qwen-b"))
-    body = json.dumps({"model": "qwen", "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
-    capture.body(body[:10].encode())
-    capture.body(body[10:].encode())
-    capture.finish()
-    assert (capture.prompt, capture.completion_tokens, capture.variant, capture.model) == (5, 7, "qwen-b", "qwen")
-
-
-def test_a_stream_without_usage_counts_its_content_chunks_over_split_messages():
-    capture = UsageCapture(prompt_estimate=4)
-    capture.start(_start(b"text/event-stream"))
-    events = "".join(
-        f"data: {json.dumps({'model': 'm', 'choices': [{'delta': {'content': c}}]}, separators=(',', ':'))}\n\n"
-        for c in ["", "a", "b", "c"]
-    )
-    for i in range(0, len(events), 7):
-        capture.body(events[i : i + 7].encode())
-    capture.body(b"data: [DONE]\n\n")
-    capture.finish()
-    assert (capture.prompt, capture.completion_tokens, capture.model) == (4, 3, "m")
-
-
-def test_a_transcript_is_audio_seconds_and_errors_use_nothing():
-    capture = UsageCapture(prompt_estimate=0)
-    capture.start(_start(b"application/json"))
-    capture.body(b'{"text": "hi", "duration": 12.5}')
-    capture.finish()
-    assert capture.audio_seconds == 12.5
-    failed = UsageCapture(prompt_estimate=50)
-    failed.start(_start(b"application/json", status=400))
-    failed.body(b'{"error": {}}')
-    failed.finish()
-    assert failed.prompt == 0 and failed.completion_tokens == 0
+from serve_app.http.admission import ratelimit_headers, reserved_tokens
+from serve_app.http.auth import Caller, _current, app_path
+from serve_app.http.routes.llm import _metered_stream
+from serve_app.protocol import ChatCompletionChunk, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Usage
 
 
 def test_reservations_are_prompt_plus_max_tokens_times_n():
-    chat = {"messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 10, "n": 2}
-    assert reserved_tokens("/v1/chat/completions", chat, 256) == 10 + 4 + 20
-    assert reserved_tokens("/v1/completions", {"prompt": "abcd", "max_completion_tokens": 3}, 256) == 1 + 3
-    assert reserved_tokens("/v1/completions", {"prompt": "abcd", "max_tokens": "junk"}, 256) == 1 + 256
-    assert reserved_tokens("/v1/embeddings", {"input": ["abcdefgh"]}, 256) == 2
-    assert reserved_tokens("/v1/detections", None, 256) == 0
+    chat = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x" * 40}], max_tokens=10, n=2)
+    assert reserved_tokens(chat, 256) == 10 + 4 + 20
+    newer = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "abcd"}], max_completion_tokens=3)
+    assert reserved_tokens(newer, 256) == 1 + 4 + 3
+    assert reserved_tokens(CompletionRequest(model="m", prompt="abcd", max_tokens=3), 256) == 1 + 3
+    assert reserved_tokens(CompletionRequest(model="m", prompt=["ab", "cd"], max_tokens=3), 256) == 2 + 2 * 3
+    assert reserved_tokens(CompletionRequest(model="m", prompt=[1, 2, 3], max_tokens=2), 256) == 3 + 2
+    assert reserved_tokens(EmbeddingRequest(model="m", input=["abcdefgh"]), 256) == 2
+
+
+def _chunk(content: str | None, usage: Usage | None = None) -> ChatCompletionChunk:
+    choices = [] if content is None else [{"delta": {"content": content}}]
+    return ChatCompletionChunk(id="c", created=0, model="variant", choices=choices, usage=usage)
+
+
+async def _metered(chunks: list[ChatCompletionChunk], wants_usage: bool) -> tuple[list[ChatCompletionChunk], Caller]:
+    async def source():
+        for chunk in chunks:
+            yield chunk
+
+    caller = Caller(master=False, token="t")
+    token = _current.set(caller)
+    try:
+        return [c async for c in _metered_stream(source(), wants_usage)], caller
+    finally:
+        _current.reset(token)
+
+
+def test_a_streams_usage_chunk_is_reported_and_dropped_unless_the_client_asked():
+    usage = Usage.of(7, 48)
+    chunks = [_chunk("a"), _chunk("b"), _chunk(None, usage)]
+    sent, caller = asyncio.run(_metered(chunks, wants_usage=False))
+    assert [c.choices[0].delta.content for c in sent] == ["a", "b"]
+    assert (caller.usage.prompt_tokens, caller.usage.completion_tokens, caller.usage.variant) == (7, 48, "variant")
+    sent, caller = asyncio.run(_metered(chunks, wants_usage=True))
+    assert sent[-1].usage == usage and caller.usage.completion_tokens == 48
 
 
 def test_openai_rate_limit_headers():

@@ -26,7 +26,7 @@ def _handles(llm: FakeHandle) -> RAGHandles:
         detector=FakeHandle.of(detect=lambda _request: SimpleNamespace(detections=[])),
         embedder=FakeHandle.of(embed_inputs=lambda _images: [(np.zeros(4, dtype=np.float32), None)]),
         store=FakeHandle.of(search_vectors=lambda *_args, **_kwargs: [[]]),
-        llm=llm,
+        llm_stream=llm.options(stream=True),
     )
 
 

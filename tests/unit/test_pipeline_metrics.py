@@ -7,10 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipelines.image_rag import ImageRAG, RAGHandles, RAGModels
-from pipelines.video_summary import VideoSummary
+from pipelines.image_rag import ImageRAG, RAGModels
+from pipelines.video_summary import VideoSummaryPipeline
 from serve_app.common import metrics
 from serve_app.common.images import ImageLimits
+from serve_app.common.model_registry import ModelRegistry
 from serve_app.config import ImageRAGConfig, VideoSummaryConfig
 from serve_app.protocol import ImageRAGRequest
 from tests.fakes import FakeASR, FakeHandle, FakeLLM, RecordedMetrics
@@ -30,19 +31,26 @@ def outcomes(recorded: RecordedMetrics, pipeline: str) -> list[str]:
     return [tags["outcome"] for _, tags in recorded.tagged("mms_pipeline_runs") if tags["pipeline"] == pipeline]
 
 
-def video_summary(asr: object | None = None) -> VideoSummary:
-    return VideoSummary.func_or_class(FakeHandle(asr or FakeASR()), FakeHandle(FakeLLM()), VideoSummaryConfig())
+def video_summary(asr: object | None = None) -> VideoSummaryPipeline:
+    models = ModelRegistry({"asr": {"asr": asr or FakeHandle(FakeASR())}, "llm": {"m": FakeHandle(FakeLLM())}})
+    return VideoSummaryPipeline.func_or_class(models, VideoSummaryConfig(), "asr", "m")
 
 
 def image_rag(llm: FakeLLM | None = None) -> ImageRAG:
-    handles = RAGHandles(
-        detector=FakeHandle.of(detect=lambda _request: SimpleNamespace(detections=[])),
-        embedder=FakeHandle.of(embed_inputs=lambda images: [(np.zeros(4, dtype=np.float32), 1) for _ in images]),
-        store=FakeHandle.of(search_vectors=lambda *_args, **_kwargs: [[]]),
-        llm=FakeHandle(llm or FakeLLM("an answer")),
+    models = ModelRegistry(
+        {
+            "detector": {"d": FakeHandle.of(detect=lambda _request: SimpleNamespace(detections=[]))},
+            "embedding": {
+                "e": FakeHandle.of(embed_inputs=lambda images: [(np.zeros(4, dtype=np.float32), 1) for _ in images])
+            },
+            "llm": {"m": FakeHandle(llm or FakeLLM("an answer"))},
+        }
     )
+    store = FakeHandle.of(search_vectors=lambda *_args, **_kwargs: [[]])
     limits = ImageLimits(max_bytes=1 << 20, max_pixels=1 << 20)
-    return ImageRAG.func_or_class(handles, RAGModels(detector="d", embedder="e", llm="m"), ImageRAGConfig(), limits)
+    return ImageRAG.func_or_class(
+        models, store, RAGModels(detector="d", embedder="e", llm="m"), ImageRAGConfig(), limits
+    )
 
 
 async def test_a_video_summary_records_each_stage_once(recorded):
@@ -57,7 +65,7 @@ async def test_a_video_summary_records_each_stage_once(recorded):
 async def test_a_failed_video_summary_is_an_error_run_without_stages(recorded):
     broken = FakeHandle.of("ASR", transcribe=lambda media, options: 1 / 0, card=FakeASR().card)
     with pytest.raises(ZeroDivisionError):
-        await VideoSummary.func_or_class(broken, FakeHandle(FakeLLM()), VideoSummaryConfig()).summarize(b"x", {})
+        await video_summary(broken).summarize(b"x", {})
     assert stages(recorded, "video_summary") == []
     assert outcomes(recorded, "video_summary") == ["error"]
 

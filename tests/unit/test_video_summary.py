@@ -54,11 +54,13 @@ async def test_context_too_small_for_the_summary_is_400():
 
 
 def test_a_configured_alias_leaves_a_direct_caller_on_the_llm_the_pipeline_was_bound_to():
-    from pipelines.video_summary import VideoSummary
+    from pipelines.video_summary import VideoSummaryPipeline
+    from serve_app.common.model_registry import ModelRegistry
 
     bound = FakeHandle(FakeLLM(name="small"))
-    llms = {"small": bound, "large": FakeHandle(FakeLLM(name="large"))}
-    aliased = VideoSummary.func_or_class(None, bound, VideoSummaryConfig(llm_model="assistant"), llms)
-    assert aliased._config.llm_model is None and aliased._llm_for(VideoSummaryOptions()) is bound
-    named = VideoSummary.func_or_class(None, llms["large"], VideoSummaryConfig(llm_model="large"), llms)
+    models = ModelRegistry({"llm": {"small": bound, "large": FakeHandle(FakeLLM(name="large"))}})
+    aliased = VideoSummaryPipeline.func_or_class(models, VideoSummaryConfig(llm_model="assistant"), "asr", "small")
+    assert aliased._config.llm_model is None
+    assert aliased._summariser(VideoSummaryOptions())._llm is bound
+    named = VideoSummaryPipeline.func_or_class(models, VideoSummaryConfig(llm_model="large"), "asr", "large")
     assert named._config.llm_model == "large"

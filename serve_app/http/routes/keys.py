@@ -15,9 +15,10 @@ from fastapi import Query
 from serve_app.errors import InvalidRequest, NotFound, PermissionDenied
 from serve_app.gateway import keys
 from serve_app.gateway.service import Gateway
-from serve_app.http.app import AUTHENTICATED, api
-from serve_app.http.key_auth import GatewayRequest, current
+from serve_app.http.app import AUTHENTICATED
+from serve_app.http.auth import Caller, current
 from serve_app.http.routes.base import Backends
+from serve_app.http.routing import get, post
 from serve_app.protocol import (
     GeneratedKey,
     KeyDeleteRequest,
@@ -40,9 +41,7 @@ def _fields(request: KeyGenerateRequest | KeyUpdateRequest, now: float) -> dict[
 
 
 class KeyRoutes(Backends):
-    _gateway: Gateway | None
-
-    def _caller(self, *, admin: bool) -> tuple[Gateway, GatewayRequest]:
+    def _caller(self, *, admin: bool) -> tuple[Gateway, Caller]:
         caller = current()
         if self._gateway is None or caller is None:
             raise NotFound(
@@ -52,7 +51,7 @@ class KeyRoutes(Backends):
             raise PermissionDenied("Only the master key may manage keys.", code="admin_only")
         return self._gateway, caller
 
-    @api.post("/key/generate", response_model=GeneratedKey, dependencies=AUTHENTICATED)
+    @post("/key/generate", response_model=GeneratedKey, dependencies=AUTHENTICATED)
     async def key_generate(self, body: KeyGenerateRequest) -> GeneratedKey:
         gateway, _ = self._caller(admin=True)
         if body.key is not None and not keys.well_formed(body.key):
@@ -64,7 +63,7 @@ class KeyRoutes(Backends):
         )
         return GeneratedKey(**info.model_dump(), key=key)
 
-    @api.get("/key/info", response_model=KeyInfoResponse, dependencies=AUTHENTICATED)
+    @get("/key/info", response_model=KeyInfoResponse, dependencies=AUTHENTICATED)
     async def key_info(self, key: str | None = Query(default=None, max_length=256)) -> KeyInfoResponse:
         gateway, caller = self._caller(admin=False)
         if key is None and caller.master:
@@ -77,17 +76,17 @@ class KeyRoutes(Backends):
             raise NotFound("No such key.", param="key", code="key_not_found")
         return KeyInfoResponse(key=key or info.key_name, info=info)
 
-    @api.post("/key/update", response_model=KeyInfo, dependencies=AUTHENTICATED)
+    @post("/key/update", response_model=KeyInfo, dependencies=AUTHENTICATED)
     async def key_update(self, body: KeyUpdateRequest) -> KeyInfo:
         gateway, _ = self._caller(admin=True)
         return await self._update(gateway, body.key, _fields(body, time.time()))
 
-    @api.post("/key/block", response_model=KeyInfo, dependencies=AUTHENTICATED)
+    @post("/key/block", response_model=KeyInfo, dependencies=AUTHENTICATED)
     async def key_block(self, body: KeyRef) -> KeyInfo:
         gateway, _ = self._caller(admin=True)
         return await self._update(gateway, body.key, {"blocked": True})
 
-    @api.post("/key/unblock", response_model=KeyInfo, dependencies=AUTHENTICATED)
+    @post("/key/unblock", response_model=KeyInfo, dependencies=AUTHENTICATED)
     async def key_unblock(self, body: KeyRef) -> KeyInfo:
         gateway, _ = self._caller(admin=True)
         return await self._update(gateway, body.key, {"blocked": False})
@@ -98,13 +97,13 @@ class KeyRoutes(Backends):
             raise NotFound("No such key.", param="key", code="key_not_found")
         return info
 
-    @api.post("/key/delete", response_model=KeysDeleted, dependencies=AUTHENTICATED)
+    @post("/key/delete", response_model=KeysDeleted, dependencies=AUTHENTICATED)
     async def key_delete(self, body: KeyDeleteRequest) -> KeysDeleted:
         gateway, _ = self._caller(admin=True)
         tokens = [keys.token_of(k) for k in body.keys]
         return KeysDeleted(deleted_keys=await gateway.state("delete_keys", tokens, body.key_aliases))
 
-    @api.get("/key/list", response_model=KeyList, dependencies=AUTHENTICATED)
+    @get("/key/list", response_model=KeyList, dependencies=AUTHENTICATED)
     async def key_list(self, return_full_object: bool = False, key_alias: str | None = None) -> KeyList:
         gateway, _ = self._caller(admin=True)
         found: list[KeyInfo] = await gateway.state("list_keys")
@@ -112,7 +111,7 @@ class KeyRoutes(Backends):
             found = [k for k in found if k.key_alias == key_alias]
         return KeyList(keys=found if return_full_object else [k.token for k in found], total_count=len(found))
 
-    @api.get("/usage", response_model=UsageResponse, dependencies=AUTHENTICATED)
+    @get("/usage", response_model=UsageResponse, dependencies=AUTHENTICATED)
     async def usage(
         self,
         key: str | None = Query(default=None, max_length=256, description="A key or its token; admin only"),

@@ -5,6 +5,10 @@ to one target (serve_app.http.traffic), the request is rewritten to name it, and
 which target answered (its `model`, and the `x-model-variant` header over HTTP). When the target's
 queue is full and the alias names a fallback, the fallback answers instead of a 503, and
 `x-model-fallback` names the target that was full.
+
+With a gateway, each answer's exact `Usage` is reported for its key (serve_app.http.metering): a
+stream's too, whether or not its client asked for the usage chunk (the deployment is asked for it,
+and it is dropped again when the client did not ask).
 """
 
 from __future__ import annotations
@@ -12,15 +16,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 from ray.serve.exceptions import BackPressureError
 
 from serve_app.errors import parse_request, unwrap
-from serve_app.http.app import JSON_API, api
-from serve_app.http.key_auth import authorize_model
+from serve_app.http.admission import admitted_chat, admitted_completion
+from serve_app.http.answer_cache import cached
+from serve_app.http.app import JSON_BODY
+from serve_app.http.auth import authorize_model
+from serve_app.http.metering import report_tokens
 from serve_app.http.routes.base import Backends
+from serve_app.http.routing import post
 from serve_app.http.sse import sse_response
 from serve_app.http.traffic import Route
 from serve_app.protocol import (
@@ -29,9 +37,11 @@ from serve_app.protocol import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
+    StreamOptions,
 )
 
 LLMRequest = TypeVar("LLMRequest", ChatCompletionRequest, CompletionRequest)
+LLMAnswer = TypeVar("LLMAnswer", ChatCompletion, ChatCompletionChunk, Completion)
 T = TypeVar("T")
 
 
@@ -54,23 +64,35 @@ class Routed:
 
 
 class LLMRoutes(Backends):
-    @api.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=JSON_API)
-    async def chat_completions(self, body: ChatCompletionRequest, request: Request, response: Response) -> Any:
+    @post("/v1/chat/completions", response_model=ChatCompletion, dependencies=JSON_BODY)
+    async def chat_completions(
+        self, body: Annotated[ChatCompletionRequest, Depends(admitted_chat)], request: Request, response: Response
+    ) -> Any:
         routed = self._route(body, request)
         if body.stream:
-            return _with_headers(await sse_response(self._chat_stream(body, routed)), routed)
-        result = await self._chat(body, routed)
-        response.headers.update(routed.headers())
-        return result
+            chunks = self._chat_stream(self._asking_usage(body), routed)
+            return _with_headers(await sse_response(_metered_stream(chunks, body.include_usage_in_stream)), routed)
+        answer = await cached(request, body, lambda: _metered(self._chat(body, routed)))
+        _with_headers(answer if isinstance(answer, Response) else response, routed)  # a cached answer is a Response
+        return answer
 
-    @api.post("/v1/completions", response_model=Completion, dependencies=JSON_API)
-    async def completions(self, body: CompletionRequest, request: Request, response: Response) -> Any:
+    @post("/v1/completions", response_model=Completion, dependencies=JSON_BODY)
+    async def completions(
+        self, body: Annotated[CompletionRequest, Depends(admitted_completion)], request: Request, response: Response
+    ) -> Any:
         routed = self._route(body, request)
         if body.stream:
-            return _with_headers(await sse_response(self._completion_stream(body, routed)), routed)
-        result = await self._completion(body, routed)
-        response.headers.update(routed.headers())
-        return result
+            chunks = self._completion_stream(self._asking_usage(body), routed)
+            return _with_headers(await sse_response(_metered_stream(chunks, body.include_usage_in_stream)), routed)
+        answer = await cached(request, body, lambda: _metered(self._completion(body, routed)))
+        _with_headers(answer if isinstance(answer, Response) else response, routed)  # a cached answer is a Response
+        return answer
+
+    def _asking_usage(self, body: LLMRequest) -> LLMRequest:
+        """The stream request as the deployment gets it: with its usage chunk when the gateway meters it."""
+        if self._gateway is None or body.include_usage_in_stream:
+            return body
+        return body.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
 
     # The same calls for Python callers of the app handle (serve.get_app_handle), routed by
     # `model` like the HTTP API (aliases included), with the protocol types in and out.
@@ -106,10 +128,10 @@ class LLMRoutes(Backends):
         return await self._call(routed, body, lambda handle, req: handle.completion.remote(req))
 
     def _chat_stream(self, body: ChatCompletionRequest, routed: Routed) -> AsyncIterator[ChatCompletionChunk]:
-        return self._stream(routed, body, lambda handle, req: handle.options(stream=True).chat_stream.remote(req))
+        return self._stream(routed, body, lambda handle, req: handle.chat_stream.remote(req))
 
     def _completion_stream(self, body: CompletionRequest, routed: Routed) -> AsyncIterator[Completion]:
-        return self._stream(routed, body, lambda handle, req: handle.options(stream=True).completion_stream.remote(req))
+        return self._stream(routed, body, lambda handle, req: handle.completion_stream.remote(req))
 
     async def _call(self, routed: Routed, body: LLMRequest, call: Callable[[Any, LLMRequest], Awaitable[T]]) -> T:
         try:
@@ -121,7 +143,7 @@ class LLMRoutes(Backends):
 
     async def _stream(self, routed: Routed, body: LLMRequest, call: Callable[[Any, LLMRequest], Any]) -> AsyncIterator:
         # Back-pressure shows on the first chunk, before anything was sent: only then may the fallback answer.
-        chunks = call(self._llm(routed.model), _naming(body, routed.model))
+        chunks = call(self._llm(routed.model, stream=True), _naming(body, routed.model))
         try:
             first = await chunks.__anext__()
         except StopAsyncIteration:
@@ -129,11 +151,29 @@ class LLMRoutes(Backends):
         except Exception as exc:
             if not _fall_back(routed, exc):
                 raise
-            chunks = call(self._llm(routed.model), _naming(body, routed.model))
+            chunks = call(self._llm(routed.model, stream=True), _naming(body, routed.model))
             first = await chunks.__anext__()
         yield first
         async for chunk in chunks:
             yield chunk
+
+
+async def _metered(answer: Awaitable[LLMAnswer]) -> LLMAnswer:
+    result = await answer
+    report_tokens(result.usage, result.model)
+    return result
+
+
+async def _metered_stream(chunks: AsyncIterator[LLMAnswer], client_wants_usage: bool) -> AsyncIterator[LLMAnswer]:
+    """The client's chunks; the usage chunk is reported, and passed on only when the client asked for it."""
+    async for chunk in chunks:
+        if chunk.usage is not None:
+            report_tokens(chunk.usage, chunk.model)
+            if not client_wants_usage:
+                if not chunk.choices:
+                    continue
+                chunk = chunk.model_copy(update={"usage": None})
+        yield chunk
 
 
 def _fall_back(routed: Routed, exc: Exception) -> bool:

@@ -11,9 +11,12 @@ from typing import Annotated, Any, Literal
 from fastapi import File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from serve_app.config import VIDEO_SUMMARY_LLM
 from serve_app.errors import InvalidRequest, parse_request
-from serve_app.http.app import UPLOAD_API, api
+from serve_app.http.app import UPLOAD_API
+from serve_app.http.metering import report_audio, report_tokens
 from serve_app.http.routes.base import Backends
+from serve_app.http.routing import post
 from serve_app.http.sse import sse_response
 from serve_app.protocol import (
     Transcript,
@@ -59,7 +62,7 @@ def _subtitles(response_format: str) -> Literal["srt", "vtt"] | None:
 
 
 class SpeechRoutes(Backends):
-    @api.post("/v1/audio/transcriptions", dependencies=UPLOAD_API)
+    @post("/v1/audio/transcriptions", dependencies=UPLOAD_API)
     async def audio_transcriptions(
         self,
         file: Annotated[UploadFile, File()],
@@ -90,7 +93,7 @@ class SpeechRoutes(Backends):
         transcript = await self.transcribe(await file.read(), options)
         return render_transcription(transcript, response_format, granularities)
 
-    @api.post("/v1/audio/translations", dependencies=UPLOAD_API)
+    @post("/v1/audio/translations", dependencies=UPLOAD_API)
     async def audio_translations(
         self,
         file: Annotated[UploadFile, File()],
@@ -112,7 +115,7 @@ class SpeechRoutes(Backends):
         transcript = await self.transcribe(await file.read(), options)
         return render_transcription(transcript, response_format, [])
 
-    @api.post("/v1/pipelines/video-summary", response_model=VideoSummary, dependencies=UPLOAD_API)
+    @post("/v1/pipelines/video-summary", response_model=VideoSummary, dependencies=UPLOAD_API)
     async def video_summary(
         self,
         file: Annotated[UploadFile, File()],
@@ -139,16 +142,24 @@ class SpeechRoutes(Backends):
 
     # The same calls for Python callers of the app handle.
 
+    # With a gateway, each reports what it used for the caller's key (a no-op for app-handle callers).
+
     async def transcribe(self, media: bytes | str, options: TranscriptionOptions | dict) -> Transcript:
         options = parse_request(TranscriptionOptions, options)
-        return await self._model("asr", options.model or "").transcribe.remote(media, options)
+        transcript = await self._model("asr", options.model or "").transcribe.remote(media, options)
+        report_audio(transcript.duration)
+        return transcript
 
     async def summarize_video(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None) -> Any:
-        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}), "video_summary.llm_model")
-        return await self._service("video_summary").summarize.remote(media, options)
+        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}), VIDEO_SUMMARY_LLM)
+        result = await self._service("video_summary").summarize.remote(media, options)
+        report_audio(result.duration)
+        report_tokens(result.usage, result.summary_model)
+        return result
 
     async def video_summary_stream(self, media: bytes | str, options: VideoSummaryOptions | dict | None = None):
-        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}), "video_summary.llm_model")
-        handle = self._service("video_summary").options(stream=True)
-        async for event in handle.summarize_stream.remote(media, options):
+        options = self._pipeline_llm(parse_request(VideoSummaryOptions, options or {}), VIDEO_SUMMARY_LLM)
+        async for event in self._service("video_summary", stream=True).summarize_stream.remote(media, options):
+            report_audio(event.duration)
+            report_tokens(event.usage)
             yield event

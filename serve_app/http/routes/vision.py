@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
+from serve_app.config import IMAGE_RAG_LLM
 from serve_app.errors import InvalidRequest, RequestT, UnsupportedMediaType, parse_request
-from serve_app.http.app import AUTHENTICATED, JSON_API, api
+from serve_app.http.admission import admitted_embedding
+from serve_app.http.answer_cache import cached
+from serve_app.http.app import IMAGE_API, JSON_BODY
 from serve_app.http.media_types import media_type
+from serve_app.http.metering import report_tokens
 from serve_app.http.routes.base import Backends
+from serve_app.http.routing import post
 from serve_app.http.sse import sse_response
 from serve_app.protocol import (
     DetectionRequest,
@@ -20,6 +25,7 @@ from serve_app.protocol import (
     ImageRAGEvent,
     ImageRAGRequest,
     ImageRAGResponse,
+    Usage,
 )
 
 # Multipart form fields that may repeat (OpenAI style `classes[]`) and become lists.
@@ -52,15 +58,15 @@ async def image_body(request: Request, model_type: type[RequestT]) -> RequestT:
 
 
 class VisionRoutes(Backends):
-    @api.post("/v1/detections", response_model=DetectionResponse, dependencies=AUTHENTICATED)
+    @post("/v1/detections", response_model=DetectionResponse, dependencies=IMAGE_API)
     async def detections(self, request: Request) -> Any:
         return await self.detect(await image_body(request, DetectionRequest))
 
-    @api.post("/v1/embeddings", response_model=EmbeddingResponse, dependencies=JSON_API)
-    async def embeddings(self, body: EmbeddingRequest) -> Any:
-        return await self.embed(body)
+    @post("/v1/embeddings", response_model=EmbeddingResponse, dependencies=JSON_BODY)
+    async def embeddings(self, body: Annotated[EmbeddingRequest, Depends(admitted_embedding)], request: Request) -> Any:
+        return await cached(request, body, lambda: self.embed(body))
 
-    @api.post("/v1/pipelines/image-rag", response_model=ImageRAGResponse, dependencies=AUTHENTICATED)
+    @post("/v1/pipelines/image-rag", response_model=ImageRAGResponse, dependencies=IMAGE_API)
     async def image_rag(self, request: Request) -> Any:
         body = await image_body(request, ImageRAGRequest)
         if body.stream:
@@ -75,13 +81,18 @@ class VisionRoutes(Backends):
 
     async def embed(self, request: EmbeddingRequest | dict) -> EmbeddingResponse:
         request = parse_request(EmbeddingRequest, request)
-        return await self._model("embedding", request.model).embed.remote(request)
+        result = await self._model("embedding", request.model).embed.remote(request)
+        report_tokens(Usage.of(result.usage.prompt_tokens, 0), result.model)
+        return result
 
     async def image_rag_run(self, request: ImageRAGRequest | dict) -> ImageRAGResponse:
-        request = self._pipeline_llm(parse_request(ImageRAGRequest, request), "vision.image_rag.llm_model")
-        return await self._service("image_rag").run.remote(request)
+        request = self._pipeline_llm(parse_request(ImageRAGRequest, request), IMAGE_RAG_LLM)
+        result = await self._service("image_rag").run.remote(request)
+        report_tokens(result.usage, result.model)
+        return result
 
     async def image_rag_stream(self, request: ImageRAGRequest | dict) -> AsyncIterator[ImageRAGEvent]:
-        request = self._pipeline_llm(parse_request(ImageRAGRequest, request), "vision.image_rag.llm_model")
-        async for event in self._service("image_rag").options(stream=True).stream.remote(request):
+        request = self._pipeline_llm(parse_request(ImageRAGRequest, request), IMAGE_RAG_LLM)
+        async for event in self._service("image_rag", stream=True).stream.remote(request):
+            report_tokens(getattr(event, "usage", None))
             yield event
