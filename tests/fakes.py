@@ -326,7 +326,7 @@ class FakeEngine:
         self.name = name
         self.max_model_len = max_model_len
         self.vocab_size = 1024
-        self.capabilities = frozenset({"structured_outputs", "logprobs", "batching"})
+        self.capabilities = frozenset({"structured_outputs", "logprobs"})
         self.tokenizer = None
         self.words = words
         self.calls: list[tuple[list[int], Any, str]] = []

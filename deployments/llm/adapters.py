@@ -18,6 +18,7 @@ from typing import Any
 
 from ray import serve
 
+from deployments.llm.engines.base import LORA
 from serve_app.common.model_store import ModelStoreError, verify
 from serve_app.config import AdapterConfig, LLMConfig
 from serve_app.errors import ServiceUnavailable
@@ -58,6 +59,10 @@ class Adapters:
         self._llm = llm
         self._store = store
         self._declared = {a.name: a for a in llm.adapters}
+        if llm.adapters and LORA not in engine.capabilities:
+            raise RuntimeError(
+                f"{llm.served_name}: the {engine.name} engine serves no LoRA adapters; remove `adapters:`"
+            )
         for adapter in llm.adapters:
             check_adapter(adapter, llm, store)
         self._users: Counter[str] = Counter()  # generations plus the LRU's own hold, per adapter

@@ -29,7 +29,13 @@ from deployments.gpu_budget import vllm_memory_utilization
 from deployments.llm import choices, tools
 from deployments.llm import openai_mapping as mapping
 from deployments.llm.adapters import Adapters
-from deployments.llm.engines.base import LOGPROBS, STRUCTURED_OUTPUTS, GenerationDelta, SamplingSettings
+from deployments.llm.engines.base import (
+    LOGPROBS,
+    STRUCTURED_OUTPUTS,
+    EngineFactory,
+    GenerationDelta,
+    SamplingSettings,
+)
 from deployments.llm.tool_parsers import parser_for
 from serve_app.common import metrics
 from serve_app.common.gpu_plan import GPUClaim
@@ -51,7 +57,14 @@ from serve_app.protocol import (
 class LLM(ModelDeployment):
     kind = "llm"
 
-    def __init__(self, llm: LLMConfig, model_store: Path, data_dir: Path, gpu: GPUClaim | None = None):
+    def __init__(
+        self,
+        llm: LLMConfig,
+        model_store: Path,
+        data_dir: Path,
+        gpu: GPUClaim | None = None,
+        engine_factory: EngineFactory | None = None,  # None: vLLM on CUDA, else transformers (engines.create_engine)
+    ):
         # vLLM runs its pool in its own engine process: the plan bounds it through gpu_memory_utilization.
         super().__init__(
             llm.served_name,
@@ -62,12 +75,13 @@ class LLM(ModelDeployment):
             version=llm.version,
             cap_torch=False,
         )
-        from deployments.llm.engines import create_engine
+        if engine_factory is None:
+            from deployments.llm.engines import create_engine as engine_factory
 
         self._config = llm.model_copy(
             update={"gpu_memory_utilization": vllm_memory_utilization(llm.gpu_memory_utilization, self.gpu_share)}
         )
-        self._engine = create_engine(self._config, self.model_path)
+        self._engine = engine_factory(self._config, self.model_path)
         self._tokenizer = self._engine.tokenizer
         self._adapters = Adapters(self._engine, llm, model_store)
         self._formatter = mapping.LogprobFormatter(self._tokenizer)

@@ -84,9 +84,3 @@ def decode_image(data: str | bytes, limits: ImageLimits, param: str = "image") -
         raise InvalidRequest(f"'{param}' is not an image PIL can read (PNG, JPEG, WebP, ...).", param=param) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidRequest(f"'{param}' is a corrupt or truncated image: {exc}", param=param) from None
-
-
-def encode_png(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()

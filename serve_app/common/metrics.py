@@ -105,7 +105,7 @@ class Metric:
         self.description = description
         self.tag_keys = tag_keys
         self.buckets = buckets
-        self._metric = None
+        self._metric: Any = None  # a ray.serve.metrics Histogram, Counter or Gauge, made on first use
         self._warned = False
 
     def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:

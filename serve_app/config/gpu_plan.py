@@ -31,7 +31,10 @@ class GPUBudget(_Strict):
         return self
 
     def budget_gb(self, card_gb: float) -> float:
-        return self.memory_gb if self.memory_gb is not None else self.memory_fraction * card_gb
+        if self.memory_gb is not None:
+            return self.memory_gb
+        assert self.memory_fraction is not None  # _one_budget: exactly one is given
+        return self.memory_fraction * card_gb
 
     def actor_options(self) -> dict[str, float]:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}

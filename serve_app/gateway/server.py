@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, cast
 
 from serve_app.config import GatewayConfig
-from serve_app.gateway.sqlite import KEY_FIELDS, USAGE_FIELDS, key_info, usage_response, usage_values
-from serve_app.gateway.state import Admission, Counters, Demand, KeyExists, Settlement, Window, decide, window_of
+from serve_app.gateway.sqlite import KEY_FIELDS, USAGE_FIELDS, found, key_info, usage_response, usage_values
+from serve_app.gateway.state import (
+    Admission,
+    Counters,
+    Demand,
+    KeyExists,
+    Outcome,
+    Settlement,
+    Window,
+    decide,
+    window_of,
+)
 from serve_app.gateway.state import window_reset_s as reset_s
 from serve_app.protocol import KeyInfo, UsageResponse
 
@@ -103,7 +113,7 @@ class ServerState:
         self._dsn = postgres_dsn
         self._timeout_s = timeout_s
         self._fail_open = fail_open
-        self._pg = None
+        self._pg: Any = None  # a psycopg AsyncConnection, (re)made on demand
         self._connecting = asyncio.Lock()
         self._admit = self._redis.register_script(ADMIT)
         self._settle = self._redis.register_script(SETTLE)
@@ -181,7 +191,7 @@ class ServerState:
             if not self._fail_open:
                 raise
             return admission  # fail-open: a known, valid key, admitted without counting
-        admission.outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        admission.outcome = cast(Outcome, outcome.decode() if isinstance(outcome, bytes) else outcome)
         rpm, tpm = key["rpm_limit"], key["tpm_limit"]
         admission.window = Window(
             limit_requests=rpm,
@@ -234,7 +244,7 @@ class ServerState:
             )
         except psycopg.errors.UniqueViolation:
             raise KeyExists("a key with this value or key_alias exists") from None
-        return key_info(await self._key(token))
+        return key_info(found(await self._key(token)))
 
     async def update_key(self, token: str, fields: dict[str, Any]) -> KeyInfo | None:
         import psycopg
@@ -268,7 +278,8 @@ class ServerState:
         return [key_info(k) for k in await self._sql("SELECT * FROM gateway_keys ORDER BY created_at")]
 
     async def usage(self, token: str | None, start: float | None, end: float | None, limit: int) -> UsageResponse:
-        where, args = ["created >= %s", "created <= %s"], [start or 0.0, end if end is not None else float("inf")]
+        where = ["created >= %s", "created <= %s"]
+        args: list[float | str] = [start or 0.0, end if end is not None else float("inf")]
         if token is not None:
             where.append("token = %s")
             args.append(token)

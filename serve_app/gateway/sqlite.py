@@ -94,6 +94,13 @@ def decode_key(row: dict[str, Any]) -> dict[str, Any]:
     return key
 
 
+def found(key: dict[str, Any] | None) -> dict[str, Any]:
+    """A key row just written: only a concurrent delete could take it away, and then there is nothing to show."""
+    if key is None:
+        raise KeyError("the key was deleted while it was being written")
+    return key
+
+
 def key_info(key: dict[str, Any]) -> KeyInfo:
     return KeyInfo(
         **{name: key.get(name) for name in KEY_FIELDS if name not in ("expires", "models", "metadata", "blocked")},
@@ -167,6 +174,7 @@ class SQLiteState:
             "WHERE token = ? AND expires_at > ?",
             (demand.token, demand.now),
         )
+        assert live is not None  # an aggregate always has its one row
         counters = Counters(
             requests=counted["requests"] if counted else 0,
             tokens=counted["tokens"] if counted else 0,
@@ -226,7 +234,7 @@ class SQLiteState:
                 )
         except sqlite3.IntegrityError:
             raise KeyExists("a key with this value or key_alias exists") from None
-        return key_info(self._key(token))
+        return key_info(found(self._key(token)))
 
     async def update_key(self, token: str, fields: dict[str, Any]) -> KeyInfo | None:
         if self._key(token) is None:
@@ -241,7 +249,7 @@ class SQLiteState:
                     )
             except sqlite3.IntegrityError:
                 raise KeyExists("another key has this key_alias") from None
-        return key_info(self._key(token))
+        return key_info(found(self._key(token)))
 
     async def delete_keys(self, tokens: list[str], aliases: list[str]) -> list[str]:
         found = [
@@ -265,7 +273,8 @@ class SQLiteState:
         return [key_info(decode_key(dict(row))) for row in rows]
 
     async def usage(self, token: str | None, start: float | None, end: float | None, limit: int) -> UsageResponse:
-        where, args = ["created >= ?", "created <= ?"], [start or 0.0, end if end is not None else float("inf")]
+        where = ["created >= ?", "created <= ?"]
+        args: list[float | str] = [start or 0.0, end if end is not None else float("inf")]
         if token is not None:
             where.append("token = ?")
             args.append(token)

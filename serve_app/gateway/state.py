@@ -16,7 +16,6 @@ Settling is idempotent by reservation id, so an ingress may retry it after the s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -197,7 +196,3 @@ def _budget_spent(key: dict[str, Any], counters: Counters, demand: Demand) -> bo
         or (audio is not None and counters.audio_seconds >= audio)
         or (images is not None and demand.images > 0 and counters.images + demand.images > images)
     )
-
-
-def ceil_s(seconds: float) -> int:
-    return max(1, math.ceil(seconds))

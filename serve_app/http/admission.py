@@ -118,7 +118,7 @@ async def admit(request: Request, *, model: str | None = None, tokens: int = 0, 
     if caller.master:
         return
     demand = Demand(
-        token=caller.token,
+        token=caller.token or "",  # a key's caller always has one: only master callers lack it
         model=model,
         tokens=tokens,
         images=images,

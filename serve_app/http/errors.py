@@ -41,7 +41,7 @@ class ServeRejectionsAsAPIErrors(APIRoute):
             try:
                 return await handler(request)
             except (BackPressureError, DeploymentUnavailableError) as exc:
-                raise from_serve_rejection(exc) from exc
+                raise (from_serve_rejection(exc) or exc) from exc
 
         return handle
 
@@ -50,12 +50,11 @@ def error_response(error: APIError) -> JSONResponse:
     return JSONResponse(error.envelope().model_dump(), status_code=error.status, headers=error.headers())
 
 
-async def send_error(send: Send, error: APIError, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(send: Send, error: APIError) -> None:
     """The envelope from a plain ASGI middleware, which answers before any route or handler runs."""
     body = json.dumps(error.envelope().model_dump()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers() or {}).items()]
-    headers += list(extra_headers)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -94,7 +93,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return error_response(error)
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: dict[Any, Any] = {
     APIError: _api_error,
     RequestValidationError: _validation_error,
     StarletteHTTPException: _http_error,

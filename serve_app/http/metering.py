@@ -86,7 +86,7 @@ def _settlement(scope: Scope, caller: Caller, status: int, started: float) -> Se
     usage = caller.usage
     prompt = usage.prompt_tokens if usage.prompt_tokens is not None else caller.prompt_estimate
     return Settlement(
-        token=MASTER if caller.master else caller.token,
+        token=MASTER if caller.master or caller.token is None else caller.token,
         key_alias=caller.admission.key_alias if caller.admission else None,
         route=route_template(scope),
         status=status,

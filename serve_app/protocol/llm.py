@@ -175,8 +175,8 @@ class CompletionRequest(SamplingFields):
         if isinstance(self.prompt, str):
             return [self.prompt]
         if all(isinstance(p, int) for p in self.prompt):
-            return [list(self.prompt)]
-        return list(self.prompt)
+            return [[p for p in self.prompt if isinstance(p, int)]]
+        return [p for p in self.prompt if not isinstance(p, int)]
 
 
 FinishReason = Literal["stop", "length", "tool_calls"]

@@ -153,7 +153,6 @@ def test_an_embedder_card_adds_its_dimension_and_modalities(monkeypatch):
 
 
 def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
-    from deployments.llm import engines
     from deployments.llm.deployment import LLM
 
     preamble = Preamble(monkeypatch, share=0.3)
@@ -163,9 +162,8 @@ def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
         created.update(config=config, model_dir=model_dir)
         return FakeEngine(name="vllm", max_model_len=2048)
 
-    monkeypatch.setattr(engines, "create_engine", create_engine)
     config = LLMConfig(served_name="chat", model="qwen", version="v2")
-    llm = LLM.func_or_class(config, STORE, Path("/data"), CLAIM)
+    llm = LLM.func_or_class(config, STORE, Path("/data"), CLAIM, engine_factory=create_engine)
     assert preamble.calls[1] == ("claim", CLAIM, False)
     # vLLM preallocates a fraction of the whole card: unset, it is the budget's share of it.
     assert created["config"].gpu_memory_utilization == 0.3
@@ -183,14 +181,13 @@ def test_the_llm_claims_without_the_torch_cap_and_names_its_engine(monkeypatch):
 async def test_the_llm_shapes_what_its_engine_streams_and_counts_it(monkeypatch):
     from transformers import AutoTokenizer
 
-    from deployments.llm import engines
     from deployments.llm.deployment import LLM
 
     Preamble(monkeypatch, share=None)
     engine = FakeEngine(("Hello", " there", " friend"))
     engine.tokenizer = AutoTokenizer.from_pretrained(REPO / "models" / "tiny-qwen2" / "v1")
-    monkeypatch.setattr(engines, "create_engine", lambda config, model_dir: engine)
-    llm = LLM.func_or_class(LLMConfig(served_name="chat", model="qwen", version="v2"), STORE, Path("/data"))
+    config = LLMConfig(served_name="chat", model="qwen", version="v2")
+    llm = LLM.func_or_class(config, STORE, Path("/data"), engine_factory=lambda config, model_dir: engine)
     reply = await llm.completion({"model": "chat", "prompt": "Say", "max_tokens": 2})
     assert (reply.choices[0].text, reply.choices[0].finish_reason, reply.usage.completion_tokens) == (
         "Hello there",

@@ -8,10 +8,13 @@ whichever engine runs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from serve_app.config import LLMConfig
 
 FinishReason = Literal["stop", "length"]
 
@@ -19,7 +22,6 @@ FinishReason = Literal["stop", "length"]
 STRUCTURED_OUTPUTS = "structured_outputs"
 LOGPROBS = "logprobs"
 LORA = "lora"
-BATCHING = "batching"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class Engine(Protocol):
         ...
 
     def shutdown(self) -> None: ...
+
+
+# How the LLM deployment makes its engine: (its config, the model's directory) -> an Engine. The
+# deployment takes one as a parameter, so tests hand it a fake engine without patching a module.
+EngineFactory = Callable[["LLMConfig", Path], Engine]
 
 
 class StopStringMatcher:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from deployments.llm.engines.base import (
-    BATCHING,
     LOGPROBS,
     LORA,
     STRUCTURED_OUTPUTS,
@@ -41,7 +40,7 @@ _DTYPES = {"auto": "float32", "float16": "float16", "bfloat16": "bfloat16", "flo
 
 class TransformersEngine:
     name = "transformers"
-    capabilities = frozenset({STRUCTURED_OUTPUTS, LOGPROBS, BATCHING, LORA})
+    capabilities = frozenset({STRUCTURED_OUTPUTS, LOGPROBS, LORA})
 
     def __init__(
         self,

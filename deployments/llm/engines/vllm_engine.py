@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deployments.llm.engines.base import (
-    BATCHING,
     LOGPROBS,
     LORA,
     STRUCTURED_OUTPUTS,
@@ -43,7 +42,7 @@ _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
 class VLLMEngine:
     name = "vllm"
-    capabilities = frozenset({STRUCTURED_OUTPUTS, LOGPROBS, BATCHING, LORA})
+    capabilities = frozenset({STRUCTURED_OUTPUTS, LOGPROBS, LORA})
 
     def __init__(self, engine: Any, tokenizer: Any, max_model_len: int, vocab_size: int = 0):
         self._engine = engine

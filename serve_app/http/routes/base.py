@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.common.model_registry import ModelRegistry
@@ -14,8 +13,9 @@ from serve_app.gateway.service import Gateway
 from serve_app.http.auth import authorize_model
 from serve_app.http.metrics import note_model
 from serve_app.http.traffic import TrafficTable
+from serve_app.protocol import ImageRAGRequest, VideoSummaryOptions
 
-PipelineRequest = TypeVar("PipelineRequest", bound=BaseModel)  # with a `model: str | None` naming its LLM
+PipelineRequest = TypeVar("PipelineRequest", VideoSummaryOptions, ImageRAGRequest)  # each names its LLM in `model`
 
 
 class Backends:

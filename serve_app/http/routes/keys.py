@@ -109,7 +109,8 @@ class KeyRoutes(Backends):
         found: list[KeyInfo] = await gateway.state("list_keys")
         if key_alias is not None:
             found = [k for k in found if k.key_alias == key_alias]
-        return KeyList(keys=found if return_full_object else [k.token for k in found], total_count=len(found))
+        keys: list[str | KeyInfo] = list(found) if return_full_object else [k.token for k in found]
+        return KeyList(keys=keys, total_count=len(found))
 
     @get("/usage", response_model=UsageResponse, dependencies=AUTHENTICATED)
     async def usage(

@@ -54,7 +54,7 @@ class Routed:
 
     @property
     def model(self) -> str:
-        return self.route.fallback if self.full else self.route.model
+        return self.route.fallback if self.full and self.route.fallback else self.route.model
 
     def headers(self) -> dict[str, str]:
         headers = {"x-model-variant": self.model}

@@ -58,7 +58,9 @@ def render_transcription(
 def _subtitles(response_format: str) -> Literal["srt", "vtt"] | None:
     """The subtitle format a response format asks the ASR to render; subtitles also need aligned
     words, which tighten segment times."""
-    return response_format if response_format in ("srt", "vtt") else None
+    if response_format == "srt":
+        return "srt"
+    return "vtt" if response_format == "vtt" else None
 
 
 class SpeechRoutes(Backends):

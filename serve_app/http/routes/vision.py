@@ -46,8 +46,7 @@ async def image_body(request: Request, model_type: type[RequestT]) -> RequestT:
         fields: dict[str, Any] = {}
         for key in form:
             name = key.removesuffix("[]")
-            values = form.getlist(key)
-            values = [await v.read() if hasattr(v, "read") else v for v in values]
+            values = [await v.read() if hasattr(v, "read") else v for v in form.getlist(key)]
             fields[name] = values if name in _LIST_FIELDS else values[-1]
         if "image" not in fields or isinstance(fields["image"], str):
             raise InvalidRequest("upload the image as a file in the form field 'image'", param="image")
