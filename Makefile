@@ -24,15 +24,19 @@ serve: install models
 # own. CI (.ci/run) runs both, one after the other.
 test: install models test-tools
 	$(PY) -m ruff check .
+	$(PY) -m mypy $(MYPY_PATHS)
 	$(PY) -m pytest -m "not heavy" --durations=15
 
 test-heavy: install models test-tools
 	$(PY) -m pytest -m heavy --durations=15
 
-# The inner loop: lint, unit and HTTP-layer tests; no Ray, no model loading beyond tokenizers.
+# The inner loop: lint, types, unit and HTTP-layer tests; no Ray, no model loading beyond tokenizers.
+# mypy checks the contracts, the gateway, the HTTP layer and the LLM wing (config: pyproject.toml).
+MYPY_PATHS := serve_app/protocol serve_app/config serve_app/gateway serve_app/http deployments/llm
 test-fast: install models
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests/unit tests/http -m "not slow and not cluster"
+	$(PY) -m mypy $(MYPY_PATHS)
+	$(PY) -m pytest tests/unit tests/http -m "not slow and not heavy"
 
 install: $(INSTALLED)
 

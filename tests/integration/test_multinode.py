@@ -26,7 +26,7 @@ GPU_DEPLOYMENTS = {"LLM", "Detector", "ClipEmbedder"}
 RECOVERY_BOUND_S = 300  # generous: the rebuild took 110-169 s on a 2-core machine shared with other Ray runs
 
 
-pytestmark = [pytest.mark.cluster, pytest.mark.heavy, pytest.mark.timeout(1000)]
+pytestmark = [pytest.mark.heavy, pytest.mark.timeout(1000)]
 
 
 class NodeFailureRun:
