@@ -31,7 +31,8 @@ class _Request(BaseModel):
 
 
 # OpenAI's and vLLM's bounds for `seed`: a 64-bit signed integer.
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 def field_error(model: str, field: str, reason: str, value: Any) -> ValidationError:

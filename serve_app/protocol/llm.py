@@ -27,7 +27,7 @@ from serve_app.protocol.llm_structured import (
     ToolCallDelta,
     ToolChoice,
 )
-from serve_app.protocol.llm_unsupported import CHAT, COMPLETION, refuse_unsupported
+from serve_app.protocol.llm_unsupported import UNSUPPORTED_IN_CHAT, UNSUPPORTED_IN_COMPLETIONS, refuse_unsupported
 
 MAX_N = 128  # a hard ceiling; each LLM's configured max_n is usually far lower
 
@@ -126,7 +126,7 @@ class ChatCompletionRequest(SamplingFields):
     @model_validator(mode="before")
     @classmethod
     def _refuse_unsupported(cls, data):
-        return refuse_unsupported(cls.__name__, data, CHAT)
+        return refuse_unsupported(cls.__name__, data, UNSUPPORTED_IN_CHAT)
 
     @field_validator("tools")
     @classmethod
@@ -188,7 +188,7 @@ class CompletionRequest(SamplingFields):
     @model_validator(mode="before")
     @classmethod
     def _refuse_unsupported(cls, data):
-        return refuse_unsupported(cls.__name__, data, COMPLETION)
+        return refuse_unsupported(cls.__name__, data, UNSUPPORTED_IN_COMPLETIONS)
 
     @model_validator(mode="after")
     def _nothing_to_generate_needs_echo(self) -> CompletionRequest:

@@ -16,7 +16,7 @@ _UNSET = (None,)
 
 # Both endpoints: vLLM's sampling extensions beyond the four this server implements, and
 # OpenAI's logit_bias.
-SAMPLING: dict[str, tuple[Any, ...]] = {
+_SAMPLING: dict[str, tuple[Any, ...]] = {
     "logit_bias": (None, {}),
     "min_p": (None, 0.0),
     "stop_token_ids": (None, []),
@@ -39,8 +39,8 @@ SAMPLING: dict[str, tuple[Any, ...]] = {
     "guided_grammar": _UNSET,
 }
 
-CHAT: dict[str, tuple[Any, ...]] = {
-    **SAMPLING,
+UNSUPPORTED_IN_CHAT: dict[str, tuple[Any, ...]] = {
+    **_SAMPLING,
     # OpenAI's deprecated function calling (tools replace it), audio output and built-in web search.
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
@@ -57,8 +57,8 @@ CHAT: dict[str, tuple[Any, ...]] = {
     "documents": _UNSET,
 }
 
-COMPLETION: dict[str, tuple[Any, ...]] = {
-    **SAMPLING,
+UNSUPPORTED_IN_COMPLETIONS: dict[str, tuple[Any, ...]] = {
+    **_SAMPLING,
     "suffix": (None, ""),
     "best_of": (None, 1),
     "add_special_tokens": (None, True),
