@@ -182,6 +182,7 @@ class LLM(ModelDeployment):
             raise NotFound(f"The model '{request.model}' does not exist", param="model")
         if request.n > self._config.max_n:
             raise InvalidRequest(f"n must be at most {self._config.max_n} for this model", param="n")
+        mapping.check_logit_bias(request, self._engine.vocab_size)
         if request.model != self.served_name:
             # Loaded (or an LRU hit) now: an adapter that cannot load answers before any output.
             await self._adapters.load(request.model)

@@ -77,6 +77,16 @@ def completion_prompts(
     return ids
 
 
+def check_logit_bias(request: SamplingFields, vocab_size: int) -> None:
+    """logit_bias names token ids of this model's vocabulary (the request's own check has their form)."""
+    outside = [token for token in request.logit_bias or {} if int(token) >= vocab_size]
+    if outside:
+        raise InvalidRequest(
+            f"logit_bias names token ids outside the vocabulary (0..{vocab_size - 1}): {outside[:5]}",
+            param="logit_bias",
+        )
+
+
 def sampling_settings(
     request: SamplingFields, prompt_tokens: int, max_model_len: int, prompt_param: str
 ) -> SamplingSettings:
@@ -102,6 +112,7 @@ def sampling_settings(
         min_tokens=min(request.min_tokens, max_tokens),
         ignore_eos=request.ignore_eos,
         repetition_penalty=request.repetition_penalty,
+        logit_bias=tuple((int(token), bias) for token, bias in (request.logit_bias or {}).items()),
         logprobs=_requested_logprobs(request),
         prompt_logprobs=_requested_prompt_logprobs(request),
     )

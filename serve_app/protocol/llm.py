@@ -56,6 +56,19 @@ class SamplingFields(_Request):
     ignore_eos: bool = False
     repetition_penalty: float = Field(default=1.0, gt=0.0, le=2.0)
     user: str | None = Field(default=None, description="The end user: keeps them on one variant of an alias.")
+    logit_bias: dict[str, float] | None = Field(
+        default=None, description="Token id (a string of digits) -> a bias from -100 to 100 added to its logit."
+    )
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_token_ids_within_range(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for token, value in (bias or {}).items():
+            if not (token.isascii() and token.isdigit()):
+                raise ValueError(f"logit_bias keys are token ids; got {token!r}")
+            if not -100 <= value <= 100:
+                raise ValueError(f"logit_bias values lie between -100 and 100; got {value} for {token}")
+        return bias
 
     @field_validator("stop")
     @classmethod

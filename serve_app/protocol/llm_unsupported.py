@@ -14,10 +14,8 @@ from serve_app.protocol.common import field_error
 
 _UNSET = (None,)
 
-# Both endpoints: vLLM's sampling extensions beyond the four this server implements, and
-# OpenAI's logit_bias.
+# Both endpoints: vLLM's sampling extensions beyond the four this server implements.
 _SAMPLING: dict[str, tuple[Any, ...]] = {
-    "logit_bias": (None, {}),
     "min_p": (None, 0.0),
     "stop_token_ids": (None, []),
     "bad_words": (None, []),

@@ -140,7 +140,9 @@ INVALID_SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "schema": 
         ("/v1/completions", {"seed": 2**64}, "seed"),
         ("/v1/completions", {"response_format": INVALID_SCHEMA}, "response_format.json_schema.schema"),
         ("/v1/completions", {"suffix": " and so on"}, "suffix"),
-        ("/v1/chat/completions", {"logit_bias": {"42": 5}}, "logit_bias"),
+        ("/v1/chat/completions", {"min_p": 0.2}, "min_p"),
+        ("/v1/chat/completions", {"logit_bias": {"42": 101}}, "logit_bias"),
+        ("/v1/completions", {"logit_bias": {str(10**7): 5}}, "logit_bias"),
     ],
 )
 def test_bad_llm_input_is_400_naming_its_param(http, path, extra, param, stream):

@@ -261,3 +261,11 @@ def test_completions_apply_a_response_format(openai_client):
         extra_body={"response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": schema}}},
     )
     assert Weather.model_validate_json(reply.choices[0].text)
+
+
+def test_logit_bias_steers_the_sampling(openai_client, scorer):
+    token = scorer.tokenizer.encode(" blue")[0]
+    reply = openai_client.completions.create(
+        model=LOCAL_MODEL, prompt="The sky is", max_tokens=4, temperature=0, logit_bias={str(token): 100}
+    )
+    assert reply.choices[0].text == scorer.tokenizer.decode([token] * 4)

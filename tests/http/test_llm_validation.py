@@ -49,7 +49,8 @@ def http(client):
         ({"seed": -(2**63) - 1}, "seed"),
         ({"seed": 2**64, "stream": True}, "seed"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
-        ({"logit_bias": {"42": 10}}, "logit_bias"),
+        ({"logit_bias": {"a": 10}}, "logit_bias"),
+        ({"min_p": 0.1}, "min_p"),
         ({"function_call": {"name": "f"}}, "function_call"),
     ],
     ids=[
@@ -71,7 +72,8 @@ def http(client):
         "seed-below-int64",
         "seed-above-int64-streamed",
         "stream-options-without-stream",
-        "logit-bias",
+        "logit-bias-key",
+        "min-p",
         "function-call",
     ],
 )

@@ -7,6 +7,7 @@ batched, constrained against the schema), never against expected text.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import jsonschema
@@ -242,3 +243,32 @@ async def test_asking_for_prompt_logprobs_changes_nothing_generated_alone_or_bat
     )
     assert text_of(together[0]) == alone
     assert len(together[0][0].prompt_logprobs) == len(ids(engine, PROMPTS[1]))
+
+
+# --- logit_bias, and logprobs that stay the model's own --------------------------------------
+
+
+async def test_a_logit_bias_of_100_forces_its_token_and_minus_100_bans_it(engine):
+    forced_token = ids(engine, " blue")[0]
+    forced = SamplingSettings(max_tokens=6, temperature=0.0, ignore_eos=True, logit_bias=((forced_token, 100.0),))
+    assert text_of(await collect(engine, PROMPTS[0], forced)) == engine.tokenizer.decode([forced_token] * 6)
+    greedy = SamplingSettings(max_tokens=1, temperature=0.0, logprobs=0)
+    (plain,) = (await collect(engine, PROMPTS[0], greedy))[0].logprobs
+    banned = dataclasses.replace(greedy, logit_bias=((plain.token_id, -100.0),))
+    (other,) = (await collect(engine, PROMPTS[0], banned))[0].logprobs
+    assert other.token_id != plain.token_id
+
+
+@pytest.mark.parametrize("constraint", ["grammar", "logit_bias"])
+async def test_logprobs_are_the_models_own_whatever_constrains_the_sampling(engine, constraint):
+    # vLLM's raw logprobs: a grammar mask or a bias changes what is sampled, not the logprobs reported.
+    prompt = ids(engine, PROMPTS[1])
+    if constraint == "grammar":
+        constraint = {"grammar": GrammarSpec("json_schema", json.dumps(BOUNDED))}
+    else:  # a bias large enough to win some steps, not all
+        constraint = {"logit_bias": ((ids(engine, " the")[0], 8.0),)}
+    settings = SamplingSettings(max_tokens=8, temperature=0.0, logprobs=0, ignore_eos=True, **constraint)
+    entries = [e for d in await collect(engine, PROMPTS[1], settings) for e in d.logprobs]
+    expected = forward_logprobs(engine, prompt + [e.token_id for e in entries])
+    for i, entry in enumerate(entries):
+        assert entry.logprob == pytest.approx(float(expected[len(prompt) - 1 + i, entry.token_id]), abs=1e-4)

@@ -143,6 +143,12 @@ def test_prompt_filling_the_window_is_rejected_even_with_small_max_tokens():
         sampling_settings(chat(max_tokens=1), prompt_tokens=100, max_model_len=100, prompt_param="messages")
 
 
+def test_logit_bias_maps_to_token_ids():
+    settings = sampling_settings(chat(logit_bias={"42": -100, "7": 2.5}), 1, 100, "messages")
+    assert settings.logit_bias == ((42, -100), (7, 2.5))
+    assert sampling_settings(chat(), 1, 100, "messages").logit_bias == ()
+
+
 def test_prompt_logprobs_are_asked_for_with_echo_only():
     assert sampling_settings(completion(echo=True, logprobs=2), 1, 100, "prompt").prompt_logprobs == 2
     assert sampling_settings(completion(echo=True, logprobs=0), 1, 100, "prompt").prompt_logprobs == 0

@@ -240,3 +240,10 @@ async def test_max_tokens_zero_scores_the_prompt(llm):
     assert reply.usage.completion_tokens == 0
     assert "".join(choice.logprobs.tokens) == "The cat sat"
     assert [len(t) for t in choice.logprobs.top_logprobs[1:]] == [1] * (len(choice.logprobs.tokens) - 1)
+
+
+async def test_logit_bias_outside_the_vocabulary_is_400_naming_it(llm):
+    with pytest.raises(InvalidRequest) as exc:
+        await llm.chat(chat(logit_bias={str(llm._engine.vocab_size): 5}))
+    assert exc.value.param == "logit_bias"
+    assert (await llm.chat(chat(max_tokens=2, logit_bias={"0": 1}))).choices

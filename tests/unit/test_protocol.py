@@ -324,7 +324,7 @@ def test_completions_take_a_response_format():
         (completion, "best_of", 3),
         (completion, "best_of", True),
         (completion, "add_special_tokens", False),
-        (chat, "logit_bias", {"50256": -100}),
+        (chat, "min_p", 0.05),
         (chat, "functions", [{"name": "f", "parameters": {}}]),
         (chat, "modalities", ["text", "audio"]),
         (chat, "echo", True),
@@ -346,9 +346,18 @@ def test_fields_no_engine_honours_are_rejected_naming_them(make, field, value):
 
 def test_those_fields_at_their_neutral_values_are_accepted():
     # What SDKs and frameworks send by default must keep working.
-    assert completion(suffix=None, best_of=1, logit_bias={}, min_p=0, skip_special_tokens=True, echo=False)
-    assert chat(logit_bias=None, functions=[], modalities=["text"], echo=False, add_generation_prompt=True)
+    assert completion(suffix=None, best_of=1, min_p=0, skip_special_tokens=True, echo=False)
+    assert chat(functions=[], modalities=["text"], echo=False, add_generation_prompt=True)
     assert chat(store=False, metadata={"a": "b"}, service_tier="auto", prediction=None)  # no effect on the answer
+
+
+@pytest.mark.parametrize("make", [chat, completion])
+def test_logit_bias_maps_token_ids_to_biases_within_100(make):
+    assert make(logit_bias={"42": -100, "7": 100, "9": 0.5}).logit_bias == {"42": -100, "7": 100, "9": 0.5}
+    for bad in ({"hello": 1}, {"-3": 1}, {"4": 100.5}, {"4": -101}, {"²": 1}):
+        with pytest.raises(ValidationError) as exc_info:
+            make(logit_bias=bad)
+        assert error_fields(exc_info) == {("logit_bias",)}, bad
 
 
 # --- Usage ------------------------------------------------------------------------------------

@@ -318,6 +318,12 @@ def test_extensions_map_to_vllms_sampling_params() -> None:
     assert params.repetition_penalty == 1.3
     assert params.logprobs == 5
     assert params.structured_outputs is None
+    assert params.logit_bias is None
+
+
+def test_logit_bias_maps_to_vllms() -> None:
+    params = to_sampling_params(SamplingSettings(max_tokens=8, logit_bias=((42, -100.0), (7, 2.5))))
+    assert params.logit_bias == {42: -100.0, 7: 2.5}
 
 
 def test_a_json_schema_maps_to_structured_outputs() -> None:

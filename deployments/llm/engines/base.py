@@ -45,6 +45,7 @@ class SamplingSettings:
     min_tokens: int = 0
     ignore_eos: bool = False
     repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # OpenAI's: (token id, bias) added to its logit
     # None: no logprobs; k: the sampled token's logprob and the k most likely (raw model logprobs).
     logprobs: int | None = None
     # None: none; k: each prompt token's logprob given the tokens before it, and the k most likely there.

@@ -3,8 +3,8 @@
 Every sequence in a batch carries its own settings, its own seeded `torch.Generator`
 (so a seed reproduces the same text whatever else runs beside it), its token counts for
 the penalties and, when constrained, its own xgrammar matcher. The order follows vLLM's
-sampler: logprobs of the raw model output, then penalties, the grammar mask, min_tokens,
-temperature, top-k and top-p. `prompt_logprobs` scores a prompt from its prefill's logits.
+sampler: logprobs of the raw model output, then the logit bias, penalties, the grammar mask,
+min_tokens, temperature, top-k and top-p. `prompt_logprobs` scores a prompt from its prefill's logits.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ class RowSampler:
         self._seen = torch.zeros(vocab_size, dtype=torch.bool)  # prompt and output: the repetition penalty's set
         if settings.repetition_penalty != 1.0:
             self._seen[torch.tensor(prompt_ids, dtype=torch.long)] = True
+        self._bias = None  # OpenAI's logit_bias, over the whole vocabulary
+        if settings.logit_bias:
+            ids, values = zip(*settings.logit_bias, strict=True)
+            self._bias = torch.zeros(vocab_size, dtype=torch.float32)
+            self._bias[torch.tensor(ids, dtype=torch.long)] = torch.tensor(values, dtype=torch.float32)
         self._matcher = matcher
         self._bitmask = None
         if matcher is not None:
@@ -46,8 +51,8 @@ class RowSampler:
         """The next token for this row's float32 logits [vocab], and its logprob entry if asked for."""
         torch = self._torch
         s = self.settings
-        logits = logits.clone()
-        raw = logits
+        raw = logits  # untouched: the logprobs are the model's own, whatever constrains the sampling
+        logits = logits.clone() if self._bias is None else logits + self._bias
         logits = self._penalize(logits)
         if self._matcher is not None:
             import xgrammar

@@ -163,6 +163,7 @@ def to_sampling_params(settings: SamplingSettings) -> SamplingParams:
         min_tokens=settings.min_tokens,
         ignore_eos=settings.ignore_eos,
         repetition_penalty=settings.repetition_penalty,
+        logit_bias=dict(settings.logit_bias) or None,
         # vLLM's default logprobs are the raw model output's, as the CPU engine reports them.
         logprobs=settings.logprobs,
         # Computed from the prefill's logits; vLLM reads them as raw model logprobs too.
