@@ -175,6 +175,7 @@ async def image_rag_events(
         messages=[{"role": "user", "content": prompt}],
         max_tokens=request.max_tokens or config.max_tokens,
         seed=request.seed,
+        stream=True,
         stream_options={"include_usage": True},
     )
     # The answer stream is opened before the context event goes out: the LLM's first chunk comes once

@@ -93,7 +93,7 @@ def chat_choice(acc: Accumulator, mode: ToolMode, formatter: LogprobFormatter | 
     return ChatChoice(
         index=acc.index,
         message=AssistantMessage(content=content, tool_calls=calls or None),
-        finish_reason="tool_calls" if calls else acc.finish_reason,
+        finish_reason=mode.finish_reason(acc.finish_reason, calls),
         logprobs=formatter.chat(acc.logprobs) if formatter is not None else None,
     )
 
@@ -106,8 +106,10 @@ class ChatChoiceStream:
         self._mode = mode
         self._formatter = formatter
         self._parser = mode.parser.streaming() if mode.kind == "auto" and mode.parser is not None else None
-        self._held: list[str] = []  # `required`: the JSON list of calls, parsed once complete
+        # `required`: the JSON list of calls, parsed once complete; named: the arguments, for the finish reason.
+        self._held: list[str] = []
         self._calls = 0
+        self._made: list[ToolCall] = []  # the calls streamed (`required`, `auto`)
 
     def feed(self, delta: GenerationDelta) -> list[ChatChunkChoice]:
         logprobs = self._formatter.chat(delta.logprobs) if self._formatter is not None and delta.logprobs else None
@@ -121,6 +123,7 @@ class ChatChoiceStream:
             if self._calls == 0:
                 out.append(self._call_start(0, ToolCall(function={"name": self._mode.function, "arguments": ""})))
                 self._calls = 1
+            self._held.append(delta.text)
             if delta.text:
                 out.append(
                     ChunkDelta(tool_calls=[ToolCallDelta(index=0, function=FunctionCallDelta(arguments=delta.text))])
@@ -138,7 +141,8 @@ class ChatChoiceStream:
                 out.extend(self._content_and_calls(rest, []))
         finish = None
         if delta.finish_reason is not None:
-            finish = "tool_calls" if self._calls else delta.finish_reason
+            calls = self._mode.calls_from("".join(self._held))[1] if kind == "named" else self._made
+            finish = self._mode.finish_reason(delta.finish_reason, calls)
         if not out and (finish is not None or logprobs is not None):
             out.append(ChunkDelta())
         choices = [self._choice(d) for d in out]
@@ -152,6 +156,7 @@ class ChatChoiceStream:
         for call in calls:
             out.append(self._call_start(self._calls, call))
             self._calls += 1
+            self._made.append(call)
         return out
 
     def _call_start(self, index: int, call: ToolCall) -> ChunkDelta:

@@ -171,19 +171,18 @@ class LLM(ModelDeployment):
         request = await self._accept(CompletionRequest, request)
         prompts, generations = self._start_completion(request, stream=True)
         base = Completion(model=request.model, choices=[])
-        offsets = {}
-        for generation in generations:
-            echo = self._echo(request, prompts, generation.acc.index)
-            offsets[id(generation)] = len(echo)
-            if echo:
-                yield mapping.completion_chunk(base, echo, index=generation.acc.index)
+        # The echoed prompt goes out with a choice's first delta, which carries the prompt's logprobs, as vLLM
+        # streams it. Offsets follow the tokens reported, as the whole answer's do.
+        echoes = {id(g): self._echo(request, prompts, g.acc.index) for g in generations}
+        offsets = dict.fromkeys(echoes, 0)
         async for generation, delta in choices.interleave(generations):
+            text = echoes.pop(id(generation), "") + delta.text
             logprobs = None
-            if request.logprobs is not None and delta.logprobs:
-                logprobs = self._formatter.completion(delta.logprobs, offsets[id(generation)])
-            offsets[id(generation)] += len(delta.text)
-            if delta.text or delta.finish_reason or logprobs:
-                yield mapping.completion_chunk(base, delta.text, delta.finish_reason, generation.acc.index, logprobs)
+            if request.logprobs is not None and (delta.prompt_logprobs or delta.logprobs):
+                logprobs = self._formatter.completion(delta.prompt_logprobs + delta.logprobs, offsets[id(generation)])
+                offsets[id(generation)] = logprobs.text_offset[-1] + len(logprobs.tokens[-1])
+            if text or delta.finish_reason or logprobs:
+                yield mapping.completion_chunk(base, text, delta.finish_reason, generation.acc.index, logprobs)
         if request.include_usage_in_stream:
             usage = mapping.total_usage(sum(len(p) for p in prompts), [g.acc for g in generations])
             yield mapping.completion_usage_chunk(base, usage)
@@ -197,6 +196,7 @@ class LLM(ModelDeployment):
             raise NotFound(f"The model '{request.model}' does not exist", param="model")
         if request.n > self._config.max_n:
             raise InvalidRequest(f"n must be at most {self._config.max_n} for this model", param="n")
+        mapping.check_logit_bias(request, self._engine.vocab_size)
         if request.model != self.served_name:
             # Loaded (or an LRU hit) now: an adapter that cannot load answers before any output.
             await self._adapters.load(request.model)
@@ -225,6 +225,9 @@ class LLM(ModelDeployment):
     ) -> tuple[list[list[int]], list[choices.Generation]]:
         if request.logprobs is not None:
             self._require(LOGPROBS, "logprobs")
+        grammar = tools.format_grammar(request.response_format)
+        if grammar is not None:
+            self._require(STRUCTURED_OUTPUTS, "response_format")
         prompts = mapping.completion_prompts(
             self._tokenizer, request, self._engine.vocab_size, self._config.max_prompts
         )
@@ -232,6 +235,7 @@ class LLM(ModelDeployment):
         settings = [
             dataclasses.replace(
                 mapping.sampling_settings(request, len(ids), self._engine.max_model_len, "prompt"),
+                grammar=grammar,
                 adapter=self._adapter(request),
             )
             for ids in prompts
@@ -282,7 +286,9 @@ class LLM(ModelDeployment):
 
     def _completion_choice(self, request: CompletionRequest, prompts: list[list[int]], acc: mapping.Accumulator):
         echo = self._echo(request, prompts, acc.index)
-        logprobs = self._formatter.completion(acc.logprobs, len(echo)) if request.logprobs is not None else None
+        # With echo, the prompt's logprobs come first (the engine scored them): one list over the whole text.
+        entries = acc.prompt_logprobs + acc.logprobs
+        logprobs = self._formatter.completion(entries) if request.logprobs is not None else None
         return mapping.completion_choice(acc, echo, logprobs)
 
 

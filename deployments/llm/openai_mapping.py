@@ -7,6 +7,7 @@ one deployment answers for several ids (a base model and its adapters).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,6 +45,8 @@ def chat_prompt_ids(tokenizer: Any, request: ChatCompletionRequest, *, with_tool
 def _template_message(message: Any) -> dict[str, Any]:
     # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
     out: dict[str, Any] = {"role": "system" if message.role == "developer" else message.role, "content": message.text()}
+    if message.name:
+        out["name"] = message.name  # as vLLM hands it on: templates that know participants' names use it
     if message.tool_calls:
         out["tool_calls"] = [call.template_form() for call in message.tool_calls]
     if message.tool_call_id:
@@ -74,6 +77,16 @@ def completion_prompts(
     return ids
 
 
+def check_logit_bias(request: SamplingFields, vocab_size: int) -> None:
+    """logit_bias names token ids of this model's vocabulary (the request's own check has their form)."""
+    outside = [token for token in request.logit_bias or {} if int(token) >= vocab_size]
+    if outside:
+        raise InvalidRequest(
+            f"logit_bias names token ids outside the vocabulary (0..{vocab_size - 1}): {outside[:5]}",
+            param="logit_bias",
+        )
+
+
 def sampling_settings(
     request: SamplingFields, prompt_tokens: int, max_model_len: int, prompt_param: str
 ) -> SamplingSettings:
@@ -99,7 +112,9 @@ def sampling_settings(
         min_tokens=min(request.min_tokens, max_tokens),
         ignore_eos=request.ignore_eos,
         repetition_penalty=request.repetition_penalty,
+        logit_bias=tuple((int(token), bias) for token, bias in (request.logit_bias or {}).items()),
         logprobs=_requested_logprobs(request),
+        prompt_logprobs=_requested_prompt_logprobs(request),
     )
 
 
@@ -107,6 +122,13 @@ def _requested_logprobs(request: SamplingFields) -> int | None:
     if isinstance(request, ChatCompletionRequest):
         return (request.top_logprobs or 0) if request.logprobs else None
     return getattr(request, "logprobs", None)
+
+
+def _requested_prompt_logprobs(request: SamplingFields) -> int | None:
+    # OpenAI's legacy completions and vLLM: with echo, logprobs cover the echoed prompt's tokens too.
+    if isinstance(request, CompletionRequest) and request.echo:
+        return request.logprobs
+    return None
 
 
 def choice_settings(settings: SamplingSettings, index: int, grammar: GrammarSpec | None = None) -> SamplingSettings:
@@ -125,11 +147,13 @@ class Accumulator:
     completion_tokens: int = 0
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def add(self, delta: GenerationDelta) -> None:
         self.parts.append(delta.text)
         self.completion_tokens += delta.new_tokens
         self.logprobs.extend(delta.logprobs)
+        self.prompt_logprobs.extend(delta.prompt_logprobs)
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
 
@@ -168,20 +192,35 @@ class LogprobFormatter:
             ]
         )
 
-    def completion(self, entries: list[TokenLogprob] | tuple[TokenLogprob, ...], offset: int = 0) -> CompletionLogprobs:
+    def completion(self, entries: Sequence[TokenLogprob], offset: int = 0) -> CompletionLogprobs:
+        """The legacy shape, as vLLM writes it: each token's top_logprobs holds the token itself (OpenAI:
+        "up to logprobs+1 elements") then the top ones; the first prompt token, which nothing predicts,
+        has null for both. Offsets add up the tokens' lengths from `offset`."""
         out = CompletionLogprobs()
         for e in entries:
             token = self.token(e.token_id)
             out.tokens.append(token)
-            out.token_logprobs.append(e.logprob)
-            out.top_logprobs.append({self.token(tid): lp for tid, lp in e.top})
             out.text_offset.append(offset)
             offset += len(token)
+            if e.logprob is None:
+                out.token_logprobs.append(None)
+                out.top_logprobs.append(None)
+                continue
+            out.token_logprobs.append(_finite(e.logprob))
+            top = {token: _finite(e.logprob)}
+            for tid, lp in e.top:
+                top.setdefault(self.token(tid), _finite(lp))
+            out.top_logprobs.append(top)
         return out
 
     def _top(self, token_id: int, logprob: float) -> TopLogprob:
         token = self.token(token_id)
-        return TopLogprob(token=token, logprob=max(logprob, -9999.0), bytes=list(token.encode("utf-8")))
+        return TopLogprob(token=token, logprob=_finite(logprob), bytes=list(token.encode("utf-8")))
+
+
+def _finite(logprob: float) -> float:
+    # JSON has no -Infinity: OpenAI and vLLM write a token that cannot occur as -9999.0.
+    return max(logprob, -9999.0)
 
 
 # --- response shapes -----------------------------------------------------------------------------

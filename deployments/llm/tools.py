@@ -5,7 +5,12 @@ constrain the same way: the CPU engine through xgrammar, vLLM through its struct
 outputs. A named function constrains the text to its arguments; `required` to a JSON list
 of `{"name", "arguments"}` calls, as vLLM does; `auto` is read back by the family's parser.
 Schemas are checked here with xgrammar's converter (vLLM's default backend too), so an
-unsupported one is a 400 naming its param before any generation starts.
+unsupported one is a 400 naming its param before any generation starts. A text completion's
+`response_format` constrains its text the same way (`format_grammar`).
+
+A forced call cut short (by max_tokens, or a stop string) ends as OpenAI and vLLM end it: its
+finish_reason is the cut's ("length"), never "tool_calls", so a client can tell; a named call
+keeps the arguments written so far, a `required` list that no longer parses gives no calls.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Literal
 from deployments.llm.engines.base import GrammarSpec
 from deployments.llm.tool_parsers import ToolParser, to_tool_call
 from serve_app.errors import InvalidRequest
-from serve_app.protocol import ChatCompletionRequest, FunctionCall, ToolCall
+from serve_app.protocol import ChatCompletionRequest, FunctionCall, ResponseFormat, ToolCall
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,19 @@ class ToolMode:
         if self.kind == "named":
             return None, [ToolCall(function=FunctionCall(name=self.function, arguments=text))]
         if self.kind == "required":
-            calls = _calls_from_list(text)
-            return (None, calls) if calls else (text or None, [])
+            # The grammar makes the text a list of calls: it fails to parse only when it was cut short.
+            return None, _calls_from_list(text)
         if self.kind == "auto" and self.parser is not None:
             return self.parser.parse(text)
         return text, []
+
+    def finish_reason(self, engine_reason: str, calls: list[ToolCall]) -> str:
+        """ "tool_calls" when the model finished its calls itself; else why the generation ended."""
+        if not calls or engine_reason != "stop":
+            return engine_reason
+        if self.kind == "named" and not _is_json(calls[0].function.arguments):
+            return engine_reason  # a stop string cut the arguments
+        return "tool_calls"
 
 
 def tool_mode(request: ChatCompletionRequest, parser: ToolParser | None) -> ToolMode:
@@ -62,7 +75,11 @@ def grammar_for(request: ChatCompletionRequest, mode: ToolMode) -> GrammarSpec |
         for index, tool in enumerate(request.tools):
             _check_supported(tool.function.parameters_schema, f"tools.{index}.function.parameters")
         return GrammarSpec("json_schema", json.dumps(_calls_schema(request, request.parallel_tool_calls)))
-    fmt = request.response_format
+    return format_grammar(request.response_format)
+
+
+def format_grammar(fmt: ResponseFormat | None) -> GrammarSpec | None:
+    """The grammar of a `response_format` (chat's or a text completion's); None for plain text."""
     if fmt is None or fmt.type == "text":
         return None
     if fmt.type == "json_object":
@@ -101,6 +118,14 @@ def _calls_from_list(text: str) -> list[ToolCall]:
         return []
     calls = [to_tool_call(json.dumps(item)) for item in items]
     return calls if calls and all(c is not None for c in calls) else []
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _check_supported(schema: dict[str, Any], param: str) -> None:

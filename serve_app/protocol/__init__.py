@@ -14,6 +14,8 @@ without a model stack.
 """
 
 from serve_app.protocol.common import (
+    INT64_MAX,
+    INT64_MIN,
     AliasTargetCard,
     Deleted,
     ErrorDetail,
@@ -21,6 +23,7 @@ from serve_app.protocol.common import (
     ImageData,
     ModelCard,
     ModelList,
+    field_error,
     new_id,
     now,
 )
@@ -90,6 +93,11 @@ from serve_app.protocol.llm_structured import (
     TopLogprob,
     check_json_schema,
 )
+from serve_app.protocol.llm_unsupported import (
+    UNSUPPORTED_IN_CHAT,
+    UNSUPPORTED_IN_COMPLETIONS,
+    refuse_unsupported,
+)
 from serve_app.protocol.pipelines import (
     ImageRAGContextEvent,
     ImageRAGDeltaEvent,
@@ -135,6 +143,9 @@ __all__ = [
     "AliasTargetCard",
     "ModelCard",
     "ModelList",
+    "INT64_MAX",
+    "INT64_MIN",
+    "field_error",
     "new_id",
     "now",
     # llm
@@ -168,6 +179,9 @@ __all__ = [
     "ToolCallDelta",
     "ToolChoice",
     "TopLogprob",
+    "UNSUPPORTED_IN_CHAT",
+    "UNSUPPORTED_IN_COMPLETIONS",
+    "refuse_unsupported",
     "SamplingFields",
     "StreamOptions",
     "TextContentPart",

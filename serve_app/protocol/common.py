@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 def new_id(prefix: str) -> str:
@@ -27,6 +28,23 @@ class _Request(BaseModel):
     # OpenAI clients send fields this server does not implement (logprobs, tools,
     # user, ...); ignoring unknown ones keeps every SDK version working.
     model_config = ConfigDict(extra="ignore")
+
+
+# OpenAI's and vLLM's bounds for `seed`: a 64-bit signed integer.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def field_error(model: str, field: str, reason: str, value: Any) -> ValidationError:
+    """A validation error located at `field` (dotted), for checks that span fields, made in a model validator.
+
+    Pydantic keeps the location of a ValidationError raised in a model validator, so the 400 names
+    the field as a field validator's would, whether the model is parsed by FastAPI or a deployment.
+    """
+    error = PydanticCustomError("value_error", "{reason}", {"reason": reason})
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=error, loc=tuple(field.split(".")), input=value)]
+    )
 
 
 class AliasTargetCard(BaseModel):

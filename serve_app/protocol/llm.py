@@ -3,9 +3,11 @@
 These follow the OpenAI API reference field for field, because the users' own OpenAI SDKs
 are the clients: a request accepts what those SDKs send, a response parses in them. vLLM's
 common sampling extensions (top_k, min_tokens, ignore_eos, repetition_penalty) are accepted
-as vLLM accepts them. Limits that depend on the model (the largest `n`, the longest prompt
-list, the vocabulary) are the LLM deployment's checks. `Usage` and `FinishReason` live here
-(token counts and stop reasons are the LLM's) and the pipelines that end in an LLM answer reuse them.
+as vLLM accepts them; fields either defines that would change the answer and that this server
+does not implement are refused by name (llm_unsupported), never ignored. Limits that depend on
+the model (the largest `n`, the longest prompt list, the vocabulary) are the LLM deployment's checks.
+`Usage` and `FinishReason` live here (token counts and stop reasons are the LLM's) and the pipelines
+that end in an LLM answer reuse them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_serializer, model_validator
 
-from serve_app.protocol.common import _Request, new_id, now
+from serve_app.protocol.common import INT64_MAX, INT64_MIN, _Request, field_error, new_id, now
 from serve_app.protocol.llm_structured import (
     MAX_TOP_LOGPROBS,
     ChoiceLogprobs,
@@ -25,6 +27,7 @@ from serve_app.protocol.llm_structured import (
     ToolCallDelta,
     ToolChoice,
 )
+from serve_app.protocol.llm_unsupported import UNSUPPORTED_IN_CHAT, UNSUPPORTED_IN_COMPLETIONS, refuse_unsupported
 
 MAX_N = 128  # a hard ceiling; each LLM's configured max_n is usually far lower
 
@@ -42,7 +45,7 @@ class SamplingFields(_Request):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=MAX_N, description="Choices per prompt (at most the LLM's max_n).")
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     stream: bool = False
@@ -53,6 +56,19 @@ class SamplingFields(_Request):
     ignore_eos: bool = False
     repetition_penalty: float = Field(default=1.0, gt=0.0, le=2.0)
     user: str | None = Field(default=None, description="The end user: keeps them on one variant of an alias.")
+    logit_bias: dict[str, float] | None = Field(
+        default=None, description="Token id (a string of digits) -> a bias from -100 to 100 added to its logit."
+    )
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_token_ids_within_range(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for token, value in (bias or {}).items():
+            if not (token.isascii() and token.isdigit()):
+                raise ValueError(f"logit_bias keys are token ids; got {token!r}")
+            if not -100 <= value <= 100:
+                raise ValueError(f"logit_bias values lie between -100 and 100; got {value} for {token}")
+        return bias
 
     @field_validator("stop")
     @classmethod
@@ -63,6 +79,14 @@ class SamplingFields(_Request):
         if any(s == "" for s in stops):
             raise ValueError("stop sequences must not be empty")
         return stop
+
+    @field_validator("stream_options")
+    @classmethod
+    def _stream_options_need_stream(cls, options: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
+        # As OpenAI and vLLM: options for a stream that is not asked for are a client's mistake.
+        if options is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is only allowed when stream is true")
+        return options
 
     @property
     def stop_list(self) -> list[str]:
@@ -112,6 +136,11 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unsupported(cls, data):
+        return refuse_unsupported(cls.__name__, data, UNSUPPORTED_IN_CHAT)
+
     @field_validator("tools")
     @classmethod
     def _unique_tool_names(cls, tools: list[Tool] | None) -> list[Tool] | None:
@@ -159,8 +188,27 @@ class CompletionRequest(SamplingFields):
         description="A string, a list of strings, a list of token ids, or a list of token-id lists."
     )
     echo: bool = False
-    max_tokens: int | None = Field(default=16, ge=1)
-    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    # 0 only with echo: the prompt is scored (with logprobs), nothing is generated.
+    max_tokens: int | None = Field(default=16, ge=0)
+    logprobs: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description="Each token's logprob and the top N alternatives; with echo, the prompt's tokens too.",
+    )
+    response_format: ResponseFormat | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unsupported(cls, data):
+        return refuse_unsupported(cls.__name__, data, UNSUPPORTED_IN_COMPLETIONS)
+
+    @model_validator(mode="after")
+    def _nothing_to_generate_needs_echo(self) -> CompletionRequest:
+        # vLLM's rule: without echo, max_tokens 0 would answer nothing at all.
+        if self.max_tokens == 0 and not self.echo:
+            raise field_error(type(self).__name__, "max_tokens", "max_tokens 0 is allowed only with echo", 0)
+        return self
 
     @field_validator("prompt")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_serializer
 
-from serve_app.protocol.common import ImageData, _Request, new_id, now
+from serve_app.protocol.common import INT64_MAX, INT64_MIN, ImageData, _Request, new_id, now
 from serve_app.protocol.knowledge import SearchHit
 from serve_app.protocol.llm import FinishReason, Usage
 from serve_app.protocol.speech import SpeechTimings, TranscriptionSegment
@@ -73,7 +73,7 @@ class ImageRAGRequest(_Request):
     max_det: int = Field(default=20, ge=1, le=300)
     model: str | None = Field(default=None, description="LLM, adapter or alias id; default: the configured one.")
     max_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     stream: bool = False
 
 

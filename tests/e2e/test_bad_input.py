@@ -124,3 +124,42 @@ def test_image_content_part_is_rejected_by_the_text_llm(http):
     reply = http.post("/v1/chat/completions", json={**GOOD_CHAT, "messages": messages})
     assert_envelope(reply, 400)
     assert reply.json()["error"]["param"].startswith("messages.0.content")
+
+
+GOOD_COMPLETION = {"model": LOCAL_MODEL, "prompt": "hi", "max_tokens": 4}
+INVALID_SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("path", "extra", "param"),
+    [
+        ("/v1/chat/completions", {"seed": -(2**63) - 1}, "seed"),
+        ("/v1/chat/completions", {"seed": 2**64}, "seed"),
+        ("/v1/completions", {"seed": -(2**63) - 1}, "seed"),
+        ("/v1/completions", {"seed": 2**64}, "seed"),
+        ("/v1/completions", {"response_format": INVALID_SCHEMA}, "response_format.json_schema.schema"),
+        ("/v1/completions", {"suffix": " and so on"}, "suffix"),
+        ("/v1/chat/completions", {"min_p": 0.2}, "min_p"),
+        ("/v1/chat/completions", {"logit_bias": {"42": 101}}, "logit_bias"),
+        ("/v1/completions", {"logit_bias": {str(10**7): 5}}, "logit_bias"),
+    ],
+)
+def test_bad_llm_input_is_400_naming_its_param(http, path, extra, param, stream):
+    # A 500 (seeds) or a silently different answer (ignored fields) before: a client following the spec
+    # gets OpenAI's and vLLM's 400 instead; the fixture checks the service serves on.
+    good = GOOD_CHAT if path == "/v1/chat/completions" else GOOD_COMPLETION
+    assert_envelope(http.post(path, json={**good, **extra, "stream": stream}), 400, param=param)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_stream_options_without_stream_are_400(http, path):
+    good = GOOD_CHAT if path == "/v1/chat/completions" else GOOD_COMPLETION
+    reply = http.post(path, json={**good, "stream_options": {"include_usage": True}})
+    assert_envelope(reply, 400, param="stream_options")
+
+
+def test_max_tokens_zero_without_echo_is_400(http):
+    reply = http.post("/v1/completions", json={**GOOD_COMPLETION, "max_tokens": 0})
+    assert_envelope(reply, 400, param="max_tokens")
+    assert http.post("/v1/completions", json={**GOOD_COMPLETION, "max_tokens": 0, "echo": True}).status_code == 200

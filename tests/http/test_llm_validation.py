@@ -46,6 +46,12 @@ def http(client):
         ({"repetition_penalty": 0}, "repetition_penalty"),
         ({"min_tokens": -1}, "min_tokens"),
         ({"messages": [{"role": "tool", "content": "42"}]}, "messages.0.tool_call_id"),
+        ({"seed": -(2**63) - 1}, "seed"),
+        ({"seed": 2**64, "stream": True}, "seed"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"logit_bias": {"a": 10}}, "logit_bias"),
+        ({"min_p": 0.1}, "min_p"),
+        ({"function_call": {"name": "f"}}, "function_call"),
     ],
     ids=[
         "invalid-schema",
@@ -63,6 +69,12 @@ def http(client):
         "repetition-penalty",
         "min-tokens",
         "tool-message-without-call-id",
+        "seed-below-int64",
+        "seed-above-int64-streamed",
+        "stream-options-without-stream",
+        "logit-bias-key",
+        "min-p",
+        "function-call",
     ],
 )
 def test_bad_chat_input_is_400_naming_its_param(http, extra, param):
@@ -71,8 +83,33 @@ def test_bad_chat_input_is_400_naming_its_param(http, extra, param):
 
 @pytest.mark.parametrize(
     ("extra", "param"),
-    [({"prompt": []}, "prompt"), ({"prompt": [[1], []]}, "prompt"), ({"logprobs": 21}, "logprobs")],
-    ids=["empty-list", "empty-token-list", "logprobs-above-20"],
+    [
+        ({"prompt": []}, "prompt"),
+        ({"prompt": [[1], []]}, "prompt"),
+        ({"logprobs": 21}, "logprobs"),
+        ({"seed": 2**64}, "seed"),
+        ({"seed": -(2**63) - 1, "stream": True}, "seed"),
+        ({"stream_options": {"include_usage": False}, "stream": False}, "stream_options"),
+        ({"max_tokens": 0}, "max_tokens"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 3}}}},
+            "response_format.json_schema.schema",
+        ),
+        ({"suffix": "!"}, "suffix"),
+        ({"best_of": 2}, "best_of"),
+    ],
+    ids=[
+        "empty-list",
+        "empty-token-list",
+        "logprobs-above-20",
+        "seed-above-int64",
+        "seed-below-int64-streamed",
+        "stream-options-without-stream",
+        "max-tokens-zero-without-echo",
+        "invalid-schema",
+        "suffix",
+        "best-of",
+    ],
 )
 def test_bad_completion_input_is_400_naming_its_param(http, extra, param):
     body = {"model": LLM, "prompt": "x", **extra}

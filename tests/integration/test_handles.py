@@ -56,7 +56,7 @@ async def test_stream_reports_usage_when_asked():
     chunks = [
         c
         async for c in llm.options(stream=True).chat_stream.remote(
-            chat_request(seed=3, stream_options={"include_usage": True})
+            chat_request(seed=3, stream=True, stream_options={"include_usage": True})
         )
     ]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None

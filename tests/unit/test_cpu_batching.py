@@ -7,6 +7,7 @@ batched, constrained against the schema), never against expected text.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import jsonschema
@@ -184,3 +185,90 @@ async def test_while_others_run_a_stream_sends_several_tokens_per_delta(engine):
     assert all(sum(d.new_tokens for d in deltas) == 40 for deltas in together)
     # The stream interval (llm.stream_interval_ms, 50 ms) merges steps: fewer deltas than tokens.
     assert sum(len(deltas) for deltas in together) < 40 * len(PROMPTS) / 2
+
+
+# --- prompt logprobs (echo) and prompt scoring ------------------------------------------------
+
+
+def forward_logprobs(engine, prompt_ids: list[int]):
+    """The prompt scored in-process: one plain forward over its ids, log-softmax over the vocabulary."""
+    import torch
+
+    with torch.inference_mode():
+        logits = engine.model(input_ids=torch.tensor([prompt_ids])).logits[0].float()
+    return torch.log_softmax(logits, dim=-1)
+
+
+@pytest.mark.parametrize("rows_per_pass", [256, 3])
+async def test_prompt_logprobs_equal_a_forward_over_the_prompt(engine, monkeypatch, rows_per_pass):
+    from deployments.llm.engines import row_sampling
+
+    monkeypatch.setattr(row_sampling, "_SCORED_ROWS", rows_per_pass)  # 3: several passes over the rows
+    prompt = ids(engine, PROMPTS[2])
+    deltas = await collect(engine, PROMPTS[2], SamplingSettings(max_tokens=2, temperature=0.0, prompt_logprobs=2))
+    scored = deltas[0].prompt_logprobs
+    assert all(d.prompt_logprobs == () for d in deltas[1:])
+    assert [e.token_id for e in scored] == prompt
+    assert scored[0].logprob is None and scored[0].top == ()
+    expected = forward_logprobs(engine, prompt)
+    for i, entry in enumerate(scored[1:]):
+        assert entry.logprob == pytest.approx(float(expected[i, prompt[i + 1]]), abs=1e-4)
+        top_ids = expected[i].topk(2).indices.tolist()
+        assert [tid for tid, _ in entry.top] == top_ids
+
+
+async def test_scoring_only_generates_nothing(engine, decode_calls, monkeypatch):
+    from deployments.llm.engines import transformers_engine
+
+    sampled = []
+    monkeypatch.setattr(transformers_engine.RowSampler, "sample", lambda self, logits: sampled.append(1))
+    deltas = await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=0, prompt_logprobs=0))
+    assert len(deltas) == 1
+    (delta,) = deltas
+    assert (delta.text, delta.new_tokens, delta.finish_reason, delta.logprobs) == ("", 0, "length", ())
+    assert len(delta.prompt_logprobs) == len(ids(engine, PROMPTS[0]))
+    assert sampled == [] and decode_calls == [] and engine._running == []
+    # Without prompt logprobs there is nothing to compute at all.
+    assert await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=0)) == [GenerationDelta("", 0, "length")]
+
+
+async def test_asking_for_prompt_logprobs_changes_nothing_generated_alone_or_batched(engine):
+    plain = SamplingSettings(max_tokens=16, temperature=0.8, seed=3, ignore_eos=True)
+    scored = SamplingSettings(max_tokens=16, temperature=0.8, seed=3, ignore_eos=True, prompt_logprobs=1)
+    alone = text_of(await collect(engine, PROMPTS[1], plain))
+    together = await asyncio.gather(
+        collect(engine, PROMPTS[1], scored),
+        collect(engine, PROMPTS[0], plain),
+        collect(engine, PROMPTS[2], SamplingSettings(max_tokens=0, prompt_logprobs=3)),
+    )
+    assert text_of(together[0]) == alone
+    assert len(together[0][0].prompt_logprobs) == len(ids(engine, PROMPTS[1]))
+
+
+# --- logit_bias, and logprobs that stay the model's own --------------------------------------
+
+
+async def test_a_logit_bias_of_100_forces_its_token_and_minus_100_bans_it(engine):
+    forced_token = ids(engine, " blue")[0]
+    forced = SamplingSettings(max_tokens=6, temperature=0.0, ignore_eos=True, logit_bias=((forced_token, 100.0),))
+    assert text_of(await collect(engine, PROMPTS[0], forced)) == engine.tokenizer.decode([forced_token] * 6)
+    greedy = SamplingSettings(max_tokens=1, temperature=0.0, logprobs=0)
+    (plain,) = (await collect(engine, PROMPTS[0], greedy))[0].logprobs
+    banned = dataclasses.replace(greedy, logit_bias=((plain.token_id, -100.0),))
+    (other,) = (await collect(engine, PROMPTS[0], banned))[0].logprobs
+    assert other.token_id != plain.token_id
+
+
+@pytest.mark.parametrize("constraint", ["grammar", "logit_bias"])
+async def test_logprobs_are_the_models_own_whatever_constrains_the_sampling(engine, constraint):
+    # vLLM's raw logprobs: a grammar mask or a bias changes what is sampled, not the logprobs reported.
+    prompt = ids(engine, PROMPTS[1])
+    if constraint == "grammar":
+        constraint = {"grammar": GrammarSpec("json_schema", json.dumps(BOUNDED))}
+    else:  # a bias large enough to win some steps, not all
+        constraint = {"logit_bias": ((ids(engine, " the")[0], 8.0),)}
+    settings = SamplingSettings(max_tokens=8, temperature=0.0, logprobs=0, ignore_eos=True, **constraint)
+    entries = [e for d in await collect(engine, PROMPTS[1], settings) for e in d.logprobs]
+    expected = forward_logprobs(engine, prompt + [e.token_id for e in entries])
+    for i, entry in enumerate(entries):
+        assert entry.logprob == pytest.approx(float(expected[len(prompt) - 1 + i, entry.token_id]), abs=1e-4)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.llm.choices import chat_choice
+from deployments.llm.choices import ChatChoiceStream, chat_choice
 from deployments.llm.engines.base import (
     GenerationDelta,
     IncrementalDetokenizer,
     SamplingSettings,
     StopStringMatcher,
+    TokenLogprob,
 )
 from deployments.llm.openai_mapping import (
     Accumulator,
+    LogprobFormatter,
     chat_chunk,
     chat_usage_chunk,
     completion_choice,
@@ -141,6 +143,25 @@ def test_prompt_filling_the_window_is_rejected_even_with_small_max_tokens():
         sampling_settings(chat(max_tokens=1), prompt_tokens=100, max_model_len=100, prompt_param="messages")
 
 
+def test_logit_bias_maps_to_token_ids():
+    settings = sampling_settings(chat(logit_bias={"42": -100, "7": 2.5}), 1, 100, "messages")
+    assert settings.logit_bias == ((42, -100), (7, 2.5))
+    assert sampling_settings(chat(), 1, 100, "messages").logit_bias == ()
+
+
+def test_prompt_logprobs_are_asked_for_with_echo_only():
+    assert sampling_settings(completion(echo=True, logprobs=2), 1, 100, "prompt").prompt_logprobs == 2
+    assert sampling_settings(completion(echo=True, logprobs=0), 1, 100, "prompt").prompt_logprobs == 0
+    assert sampling_settings(completion(logprobs=2), 1, 100, "prompt").prompt_logprobs is None
+    assert sampling_settings(completion(echo=True), 1, 100, "prompt").prompt_logprobs is None
+
+
+def test_max_tokens_zero_scores_the_prompt_within_the_window():
+    assert sampling_settings(completion(echo=True, max_tokens=0, logprobs=1), 99, 100, "prompt").max_tokens == 0
+    with pytest.raises(ContextLengthExceeded):
+        sampling_settings(completion(echo=True, max_tokens=0), 100, 100, "prompt")
+
+
 # --- Accumulator and response shapes ----------------------------------------------------------
 
 
@@ -226,6 +247,93 @@ def test_completion_chunk_and_usage_chunk_share_the_completion_id():
     assert chunk.id == usage_chunk.id == base.id
     assert chunk.choices[0].text == "He" and chunk.usage is None
     assert usage_chunk.choices == [] and usage_chunk.usage.total_tokens == 7
+
+
+# --- the legacy logprobs shape -----------------------------------------------------------------
+
+
+class LetterTokenizer:
+    """Token i decodes to the i-th letter: enough for the shape, whose text is the tokens'."""
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join("abcdefghij"[i] * (i + 1) for i in ids)
+
+
+def test_completion_logprobs_with_the_prompt_start_with_null_and_offsets_from_zero():
+    prompt = (TokenLogprob(1, None), TokenLogprob(2, -0.5, ((3, -0.2), (2, -0.5))))
+    generated = (TokenLogprob(0, -1.0, ((4, -0.1), (5, -0.9))),)
+    out = LogprobFormatter(LetterTokenizer()).completion(prompt + generated)
+    assert out.tokens == ["bb", "ccc", "a"]
+    assert out.token_logprobs == [None, -0.5, -1.0]
+    # The token itself first (OpenAI: up to logprobs + 1 entries), then the top ones.
+    assert out.top_logprobs == [None, {"ccc": -0.5, "dddd": -0.2}, {"a": -1.0, "eeeee": -0.1, "ffffff": -0.9}]
+    assert out.text_offset == [0, 2, 5]
+
+
+def test_logprobs_zero_gives_the_sampled_token_alone():
+    out = LogprobFormatter(LetterTokenizer()).completion([TokenLogprob(2, -0.25)], offset=4)
+    assert out.top_logprobs == [{"ccc": -0.25}]
+    assert out.text_offset == [4]
+
+
+def test_impossible_tokens_are_written_as_minus_9999():
+    out = LogprobFormatter(LetterTokenizer()).completion([TokenLogprob(0, float("-inf"), ((1, float("-inf")),))])
+    assert out.token_logprobs == [-9999.0]
+    assert out.top_logprobs == [{"a": -9999.0, "bb": -9999.0}]
+
+
+# --- forced tool calls cut short ----------------------------------------------------------------
+
+NAMED = ToolMode("named", function="f")
+REQUIRED = ToolMode("required")
+
+
+def answer(text: str, reason: str) -> Accumulator:
+    acc = Accumulator(prompt_tokens=1)
+    acc.add(GenerationDelta(text, 3, reason))
+    return acc
+
+
+def test_a_named_call_cut_by_max_tokens_says_length_and_keeps_its_arguments():
+    choice = chat_choice(answer('{"city": "Lis', "length"), NAMED, None)
+    assert choice.finish_reason == "length"
+    assert choice.message.tool_calls[0].function.arguments == '{"city": "Lis'
+
+
+def test_a_named_call_finished_by_the_model_says_tool_calls():
+    assert chat_choice(answer('{"city": "Lisbon"}', "stop"), NAMED, None).finish_reason == "tool_calls"
+
+
+def test_a_named_call_cut_by_a_stop_string_says_stop():
+    assert chat_choice(answer('{"city": "Lis', "stop"), NAMED, None).finish_reason == "stop"
+
+
+def test_a_required_list_cut_by_max_tokens_gives_no_calls_and_says_length():
+    choice = chat_choice(answer('[{"name": "f", "arguments": {"a": ', "length"), REQUIRED, None)
+    assert (choice.finish_reason, choice.message.tool_calls, choice.message.content) == ("length", None, None)
+    whole = chat_choice(answer('[{"name": "f", "arguments": {"a": 1}}]', "stop"), REQUIRED, None)
+    assert whole.finish_reason == "tool_calls" and whole.message.tool_calls[0].function.arguments == '{"a": 1}'
+
+
+@pytest.mark.parametrize(
+    ("mode", "pieces"),
+    [(NAMED, ['{"city"', ': "Lis']), (REQUIRED, ['[{"name": "f", ', '"arguments": {"a": '])],
+    ids=["named", "required"],
+)
+def test_a_streamed_forced_call_cut_by_max_tokens_ends_with_length(mode, pieces):
+    stream = ChatChoiceStream(0, mode, None)
+    chunks = [c for piece in pieces[:-1] for c in stream.feed(GenerationDelta(piece, 1))]
+    chunks += stream.feed(GenerationDelta(pieces[-1], 1, "length"))
+    assert [c.finish_reason for c in chunks if c.finish_reason] == ["length"]
+    assert chunks[-1].finish_reason == "length"
+    arguments = "".join(tc.function.arguments for c in chunks for tc in c.delta.tool_calls or [])
+    assert arguments == ("".join(pieces) if mode is NAMED else "")
+
+
+def test_a_streamed_forced_call_the_model_finished_ends_with_tool_calls():
+    stream = ChatChoiceStream(0, NAMED, None)
+    chunks = stream.feed(GenerationDelta('{"a": ', 1)) + stream.feed(GenerationDelta("1}", 1, "stop"))
+    assert chunks[-1].finish_reason == "tool_calls"
 
 
 # --- StopStringMatcher -----------------------------------------------------------------------

@@ -186,3 +186,64 @@ async def test_an_unsupported_schema_is_400_naming_it(llm):
         await llm.chat(chat(tools=[tool], tool_choice="required"))
     assert exc.value.param == "tools.0.function.parameters"
     assert (await llm.chat(chat(max_tokens=2))).choices
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_forced_call_cut_by_max_tokens_ends_with_length(llm, stream):
+    # OpenAI and vLLM: the client must be able to tell a cut call (its arguments do not parse) from a whole one.
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    for choice in (named, "required"):
+        request = chat(tools=[WEATHER_TOOL], tool_choice=choice, seed=3, max_tokens=4, stream=stream)
+        if stream:
+            chunks = [c async for c in llm.chat_stream(request)]
+            reasons = [ch.finish_reason for c in chunks for ch in c.choices if ch.finish_reason]
+        else:
+            reasons = [(await llm.chat(request)).choices[0].finish_reason]
+        assert reasons == ["length"], choice
+
+
+async def test_completions_apply_a_response_format(llm):
+    fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": BOUNDED}}
+    reply = await llm.completion(
+        {"model": MODEL, "prompt": "Weather:", "max_tokens": 60, "seed": 1, "response_format": fmt}
+    )
+    jsonschema.validate(json.loads(reply.choices[0].text), BOUNDED)
+    lookbehind = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<=a)b"}}}
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": lookbehind}}
+    with pytest.raises(InvalidRequest) as exc:
+        await llm.completion({"model": MODEL, "prompt": "x", "response_format": bad})
+    assert exc.value.param == "response_format.json_schema.schema"
+
+
+async def test_echoed_prompt_logprobs_streamed_equal_the_whole_answer(llm):
+    request = {"model": MODEL, "prompt": ["The cat sat", "héllo ✓"], "echo": True, "logprobs": 2, "max_tokens": 5}
+    whole = await llm.completion({**request, "temperature": 0.0})
+    chunks = [c async for c in llm.completion_stream({**request, "temperature": 0.0, "stream": True})]
+    for choice in whole.choices:
+        parts = [ch for c in chunks for ch in c.choices if ch.index == choice.index]
+        assert "".join(p.text for p in parts) == choice.text
+        assert parts[0].text.startswith(request["prompt"][choice.index])  # the echo goes with the first delta
+        streamed = {
+            k: [v for p in parts if p.logprobs for v in getattr(p.logprobs, k)] for k in ("tokens", "text_offset")
+        }
+        assert streamed == {"tokens": choice.logprobs.tokens, "text_offset": choice.logprobs.text_offset}
+        assert choice.logprobs.token_logprobs[0] is None and choice.logprobs.text_offset[0] == 0
+        assert len(choice.logprobs.tokens) == len(llm._tokenizer.encode(request["prompt"][choice.index])) + 5
+
+
+async def test_max_tokens_zero_scores_the_prompt(llm):
+    reply = await llm.completion(
+        {"model": MODEL, "prompt": "The cat sat", "echo": True, "logprobs": 0, "max_tokens": 0}
+    )
+    choice = reply.choices[0]
+    assert (choice.text, choice.finish_reason) == ("The cat sat", "length")
+    assert reply.usage.completion_tokens == 0
+    assert "".join(choice.logprobs.tokens) == "The cat sat"
+    assert [len(t) for t in choice.logprobs.top_logprobs[1:]] == [1] * (len(choice.logprobs.tokens) - 1)
+
+
+async def test_logit_bias_outside_the_vocabulary_is_400_naming_it(llm):
+    with pytest.raises(InvalidRequest) as exc:
+        await llm.chat(chat(logit_bias={str(llm._engine.vocab_size): 5}))
+    assert exc.value.param == "logit_bias"
+    assert (await llm.chat(chat(max_tokens=2, logit_bias={"0": 1}))).choices

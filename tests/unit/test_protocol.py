@@ -271,6 +271,95 @@ def test_completion_shares_sampling_validation():
     assert {("temperature",), ("stop",)} <= error_fields(exc_info)
 
 
+# --- what OpenAI and vLLM refuse, refused alike ---------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [-(2**63), 0, 2**63 - 1])
+@pytest.mark.parametrize("make", [chat, completion])
+def test_seeds_in_int64_are_accepted(make, seed):
+    assert make(seed=seed).seed == seed
+
+
+@pytest.mark.parametrize("seed", [-(2**63) - 1, 2**63, 2**64])
+@pytest.mark.parametrize("make", [chat, completion])
+def test_seeds_outside_int64_are_rejected_naming_seed(make, seed):
+    # OpenAI's and vLLM's bound; the engines' RNGs raised a 500 on -2**63-1 and 2**64.
+    with pytest.raises(ValidationError) as exc_info:
+        make(seed=seed, stream=True)
+    assert error_fields(exc_info) == {("seed",)}
+
+
+@pytest.mark.parametrize("make", [chat, completion])
+def test_stream_options_without_stream_are_rejected_naming_them(make):
+    for options in ({"include_usage": True}, {}):
+        with pytest.raises(ValidationError) as exc_info:
+            make(stream_options=options)
+        assert error_fields(exc_info) == {("stream_options",)}
+    assert make(stream=False, stream_options=None).stream_options is None
+
+
+def test_max_tokens_zero_is_for_echo_only():
+    assert completion(max_tokens=0, echo=True).max_tokens == 0
+    with pytest.raises(ValidationError) as exc_info:
+        completion(max_tokens=0)
+    assert error_fields(exc_info) == {("max_tokens",)}
+    with pytest.raises(ValidationError) as exc_info:
+        completion(max_tokens=-1, echo=True)
+    assert ("max_tokens",) in error_fields(exc_info)
+
+
+def test_completions_take_a_response_format():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    request = completion(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert request.response_format.json_schema.schema_ == schema
+    with pytest.raises(ValidationError) as exc_info:
+        completion(response_format={"type": "json_schema", "json_schema": {"schema": {"type": "strin"}}})
+    assert error_fields(exc_info) == {("response_format", "json_schema", "schema")}
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "value"),
+    [
+        (completion, "suffix", " the end"),
+        (completion, "best_of", 3),
+        (completion, "best_of", True),
+        (completion, "add_special_tokens", False),
+        (chat, "min_p", 0.05),
+        (chat, "functions", [{"name": "f", "parameters": {}}]),
+        (chat, "modalities", ["text", "audio"]),
+        (chat, "echo", True),
+        (chat, "chat_template_kwargs", {"enable_thinking": True}),
+        (completion, "min_p", 0.1),
+        (completion, "stop_token_ids", [2]),
+        (completion, "use_beam_search", True),
+        (completion, "prompt_logprobs", 1),
+        (chat, "skip_special_tokens", False),
+    ],
+)
+def test_fields_no_engine_honours_are_rejected_naming_them(make, field, value):
+    # Ignoring one would answer another question than the one asked, with nothing to say so.
+    with pytest.raises(ValidationError) as exc_info:
+        make(**{field: value})
+    assert error_fields(exc_info) == {(field,)}
+    assert "not supported" in exc_info.value.errors()[0]["msg"]
+
+
+def test_those_fields_at_their_neutral_values_are_accepted():
+    # What SDKs and frameworks send by default must keep working.
+    assert completion(suffix=None, best_of=1, min_p=0, skip_special_tokens=True, echo=False)
+    assert chat(functions=[], modalities=["text"], echo=False, add_generation_prompt=True)
+    assert chat(store=False, metadata={"a": "b"}, service_tier="auto", prediction=None)  # no effect on the answer
+
+
+@pytest.mark.parametrize("make", [chat, completion])
+def test_logit_bias_maps_token_ids_to_biases_within_100(make):
+    assert make(logit_bias={"42": -100, "7": 100, "9": 0.5}).logit_bias == {"42": -100, "7": 100, "9": 0.5}
+    for bad in ({"hello": 1}, {"-3": 1}, {"4": 100.5}, {"4": -101}, {"²": 1}):
+        with pytest.raises(ValidationError) as exc_info:
+            make(logit_bias=bad)
+        assert error_fields(exc_info) == {("logit_bias",)}, bad
+
+
 # --- Usage ------------------------------------------------------------------------------------
 
 

@@ -318,6 +318,12 @@ def test_extensions_map_to_vllms_sampling_params() -> None:
     assert params.repetition_penalty == 1.3
     assert params.logprobs == 5
     assert params.structured_outputs is None
+    assert params.logit_bias is None
+
+
+def test_logit_bias_maps_to_vllms() -> None:
+    params = to_sampling_params(SamplingSettings(max_tokens=8, logit_bias=((42, -100.0), (7, 2.5))))
+    assert params.logit_bias == {42: -100.0, 7: 2.5}
 
 
 def test_a_json_schema_maps_to_structured_outputs() -> None:
@@ -353,3 +359,54 @@ def test_no_logprobs_map_to_none() -> None:
 
 def test_the_engine_declares_what_it_supports() -> None:
     assert {"structured_outputs", "logprobs", "batching"} <= VLLMEngine.capabilities
+
+
+# --- prompt logprobs (echo) and prompt scoring ----------------------------------------
+
+
+def test_prompt_logprobs_map_to_vllms_and_max_tokens_zero_to_its_one_token() -> None:
+    params = to_sampling_params(SamplingSettings(max_tokens=0, logprobs=1, prompt_logprobs=1))
+    assert (params.max_tokens, params.prompt_logprobs, params.logprobs) == (1, 1, 1)
+    assert to_sampling_params(SamplingSettings(max_tokens=5)).prompt_logprobs is None
+
+
+def scored_output(text: str, token_ids: list[int], finish_reason: str | None, first_position: Any) -> RequestOutput:
+    from vllm.logprobs import Logprob
+
+    output = request_output(text, token_ids, finish_reason)
+    # Prompt [1, 2, 3]: nothing predicts the first token (None, or {} in vLLM's flat container).
+    output.prompt_logprobs = [
+        first_position,
+        {2: Logprob(-1.5, 4, "b"), 9: Logprob(-0.3, 1, "x")},
+        {3: Logprob(-0.7, 1, "c"), 8: Logprob(-2.0, 2, "y")},
+    ]
+    return output
+
+
+@pytest.mark.parametrize("first_position", [None, {}])
+def test_prompt_logprobs_map_to_one_entry_per_prompt_token(first_position) -> None:
+    delta = to_delta(scored_output("a", [64], None, first_position), 1, [1, 2, 3], prompt_logprobs=1)
+    assert delta.prompt_logprobs == (
+        TokenLogprob(1, None),
+        TokenLogprob(2, -1.5, ((9, -0.3),)),
+        TokenLogprob(3, -0.7, ((3, -0.7),)),
+    )
+    assert to_delta(scored_output("a", [64], None, None), 1, [1, 2, 3]).prompt_logprobs == ()
+
+
+def test_an_output_carrying_only_prompt_logprobs_is_kept() -> None:
+    assert to_delta(scored_output("", [], None, None), 0, [1, 2, 3], prompt_logprobs=0) is not None
+
+
+async def test_scoring_only_reports_the_prompt_and_drops_vllms_token() -> None:
+    fake = FakeAsyncLLM([scored_output("Hi", [40], "stop", None)])
+    settings = SamplingSettings(max_tokens=0, logprobs=0, prompt_logprobs=0)
+
+    deltas = [d async for d in engine_with(fake).generate([1, 2, 3], settings, "req-score")]
+
+    assert deltas == [
+        GenerationDelta(
+            "", 0, "length", prompt_logprobs=(TokenLogprob(1, None), TokenLogprob(2, -1.5), TokenLogprob(3, -0.7))
+        )
+    ]
+    assert fake.calls[0][1].max_tokens == 1

@@ -34,7 +34,7 @@ class GrammarSpec:
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    max_tokens: int
+    max_tokens: int  # 0: the prompt is only scored (prompt_logprobs), nothing is generated
     temperature: float = 1.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
@@ -47,8 +47,11 @@ class SamplingSettings:
     min_tokens: int = 0
     ignore_eos: bool = False
     repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # OpenAI's: (token id, bias) added to its logit
     # None: no logprobs; k: the sampled token's logprob and the k most likely (raw model logprobs).
     logprobs: int | None = None
+    # None: none; k: each prompt token's logprob given the tokens before it, and the k most likely there.
+    prompt_logprobs: int | None = None
     grammar: GrammarSpec | None = None
     adapter: str | None = None  # a LoRA adapter the engine has loaded (load_adapter); None: the base model
 
@@ -56,7 +59,7 @@ class SamplingSettings:
 @dataclass(frozen=True)
 class TokenLogprob:
     token_id: int
-    logprob: float
+    logprob: float | None  # None only for the first prompt token: nothing before it predicts it
     top: tuple[tuple[int, float], ...] = ()  # (token id, logprob), most likely first
 
 
@@ -66,6 +69,8 @@ class GenerationDelta:
     new_tokens: int
     finish_reason: FinishReason | None = None
     logprobs: tuple[TokenLogprob, ...] = ()  # one per new token when logprobs were asked for
+    # One per prompt token when prompt_logprobs were asked for, carried by the generation's first delta.
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()
 
 
 class Engine(Protocol):

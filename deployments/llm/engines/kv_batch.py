@@ -30,8 +30,9 @@ class KVBatch:
     def __len__(self) -> int:
         return len(self._lengths)
 
-    def prefill(self, prompt_ids: list[int], adapter: str | None) -> Any:
-        """Add a row for this prompt; return the logits [vocab] for its first new token."""
+    def prefill(self, prompt_ids: list[int], adapter: str | None, every_position: bool = False) -> Any:
+        """Add a row for this prompt; return the logits [vocab] for its first new token, or (every_position)
+        the forward's own logits [prompt tokens, vocab], whose last row is those, for scoring the prompt."""
         from transformers import DynamicCache
 
         torch = self._torch
@@ -40,7 +41,14 @@ class KVBatch:
             raise NotImplementedError("batched decoding on CPU needs full-attention layers (no sliding window)")
         out = self._forward([adapter], input_ids=torch.tensor([prompt_ids], dtype=torch.long), past_key_values=cache)
         self._join(cache, len(prompt_ids))
-        return out.logits[0, -1].float()
+        return out.logits[0] if every_position else out.logits[0, -1].float()
+
+    def score(self, prompt_ids: list[int], adapter: str | None) -> Any:
+        """The logits [prompt tokens, vocab] of a prompt that is scored, not continued: it gets no row."""
+        torch = self._torch
+        return self._forward([adapter], input_ids=torch.tensor([prompt_ids], dtype=torch.long), use_cache=False).logits[
+            0
+        ]
 
     def decode(self, tokens: Sequence[int], adapters: Sequence[str | None]) -> Any:
         """Feed each row its last sampled token; return the logits [rows, vocab] for the next ones."""
@@ -92,7 +100,8 @@ class KVBatch:
 
     def _forward(self, adapters: Sequence[str | None], **inputs: Any) -> Any:
         with self._weights.lock:
-            return self._weights.model(use_cache=True, **inputs, **self._weights.forward_kwargs(list(adapters)))
+            inputs = {"use_cache": True, **inputs}
+            return self._weights.model(**inputs, **self._weights.forward_kwargs(list(adapters)))
 
 
 def _left_pad(states: Any, columns: int) -> Any:

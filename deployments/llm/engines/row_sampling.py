@@ -3,8 +3,8 @@
 Every sequence in a batch carries its own settings, its own seeded `torch.Generator`
 (so a seed reproduces the same text whatever else runs beside it), its token counts for
 the penalties and, when constrained, its own xgrammar matcher. The order follows vLLM's
-sampler: logprobs of the raw model output, then penalties, the grammar mask, min_tokens,
-temperature, top-k and top-p.
+sampler: logprobs of the raw model output, then the logit bias, penalties, the grammar mask,
+min_tokens, temperature, top-k and top-p. `prompt_logprobs` scores a prompt from its prefill's logits.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ class RowSampler:
         self._seen = torch.zeros(vocab_size, dtype=torch.bool)  # prompt and output: the repetition penalty's set
         if settings.repetition_penalty != 1.0:
             self._seen[torch.tensor(prompt_ids, dtype=torch.long)] = True
+        self._bias = None  # OpenAI's logit_bias, over the whole vocabulary
+        if settings.logit_bias:
+            ids, values = zip(*settings.logit_bias, strict=True)
+            self._bias = torch.zeros(vocab_size, dtype=torch.float32)
+            self._bias[torch.tensor(ids, dtype=torch.long)] = torch.tensor(values, dtype=torch.float32)
         self._matcher = matcher
         self._bitmask = None
         if matcher is not None:
@@ -46,8 +51,8 @@ class RowSampler:
         """The next token for this row's float32 logits [vocab], and its logprob entry if asked for."""
         torch = self._torch
         s = self.settings
-        logits = logits.clone()
-        raw = logits
+        raw = logits  # untouched: the logprobs are the model's own, whatever constrains the sampling
+        logits = logits.clone() if self._bias is None else logits + self._bias
         logits = self._penalize(logits)
         if self._matcher is not None:
             import xgrammar
@@ -102,9 +107,37 @@ class RowSampler:
         k = self.settings.logprobs
         if k is None:
             return None
-        logprobs = self._torch.log_softmax(raw, dim=-1)
-        top = ()
-        if k > 0:
-            values, ids = self._torch.topk(logprobs, k)
-            top = tuple(zip(ids.tolist(), values.tolist(), strict=True))
-        return TokenLogprob(token, float(logprobs[token]), top)
+        return _entries(self._torch.log_softmax(raw, dim=-1)[None, :], [token], k)[0]
+
+
+# Prompt positions scored per pass: bounds the float32 copy of the logits to this many rows.
+_SCORED_ROWS = 256
+
+
+def prompt_logprobs(logits: Any, prompt_ids: list[int], k: int) -> tuple[TokenLogprob, ...]:
+    """Each prompt token's logprob given the tokens before it, with the k most likely there, from the
+    logits [prompt tokens, vocab] of the prompt's forward pass. The first token has none (logprob None)."""
+    import torch
+
+    entries = [TokenLogprob(prompt_ids[0], None)]
+    scored = len(prompt_ids) - 1  # row i predicts token i + 1; the last row predicts what follows the prompt
+    for start in range(0, scored, _SCORED_ROWS):
+        end = min(start + _SCORED_ROWS, scored)
+        # A float32 log-softmax, as RowSampler takes it for the generated tokens.
+        rows = torch.log_softmax(logits[start:end].float(), dim=-1)
+        entries.extend(_entries(rows, prompt_ids[start + 1 : end + 1], k))
+    return tuple(entries)
+
+
+def _entries(logprobs: Any, tokens: list[int], k: int) -> list[TokenLogprob]:
+    """One entry per row of `logprobs` [rows, vocab]: that row's token's logprob, and the top k."""
+    import torch
+
+    chosen = logprobs.gather(1, torch.tensor(tokens, dtype=torch.long)[:, None])[:, 0].tolist()
+    if k == 0:
+        return [TokenLogprob(t, lp) for t, lp in zip(tokens, chosen, strict=True)]
+    values, ids = torch.topk(logprobs, k, dim=-1)
+    return [
+        TokenLogprob(t, lp, tuple(zip(row_ids, row_values, strict=True)))
+        for t, lp, row_ids, row_values in zip(tokens, chosen, ids.tolist(), values.tolist(), strict=True)
+    ]

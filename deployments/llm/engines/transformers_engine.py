@@ -32,7 +32,7 @@ from deployments.llm.engines.base import (
 )
 from deployments.llm.engines.kv_batch import KVBatch
 from deployments.llm.engines.lora import PeftAdapters
-from deployments.llm.engines.row_sampling import RowSampler
+from deployments.llm.engines.row_sampling import RowSampler, prompt_logprobs
 from serve_app.config import LLMConfig
 
 _DTYPES = {"auto": "float32", "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
@@ -216,14 +216,33 @@ class TransformersEngine:
                 for row, seq in enumerate(running):
                     self._advance(seq, logits[row], events)
             for seq in admitted:
-                logits = self._batch.prefill(seq.prompt_ids, seq.settings.adapter)
-                self._running.append(seq)
-                self._advance(seq, logits, events)
+                self._admit(seq, events)
         if any(seq.finished for seq in self._running):
             rows = [row for row, seq in enumerate(self._running) if not seq.finished]
             self._batch.keep(rows)
             self._running = [self._running[row] for row in rows]
         return events
+
+    def _admit(self, seq: _Sequence, events: list) -> None:
+        """Prefill a new sequence (scoring its prompt when asked) and sample its first token, unless it only
+        scores: that one gets no row in the batch, and without prompt_logprobs not even a forward pass."""
+        s = seq.settings
+        if s.max_tokens == 0:
+            if s.prompt_logprobs is not None:
+                seq.prompt_logprobs = prompt_logprobs(
+                    self._batch.score(seq.prompt_ids, s.adapter), seq.prompt_ids, s.prompt_logprobs
+                )
+            events.append((seq, seq.finish_unsampled()))
+            return
+        if s.prompt_logprobs is None:
+            logits = self._batch.prefill(seq.prompt_ids, s.adapter)
+        else:
+            # The prefill computed every position's logits anyway: scoring the prompt costs no second pass.
+            every = self._batch.prefill(seq.prompt_ids, s.adapter, every_position=True)
+            seq.prompt_logprobs = prompt_logprobs(every, seq.prompt_ids, s.prompt_logprobs)
+            logits = every[-1].float()
+        self._running.append(seq)
+        self._advance(seq, logits, events)
 
     def _advance(self, seq: _Sequence, logits: Any, events: list) -> None:
         token, logprob = seq.sampler.sample(logits)
@@ -270,6 +289,7 @@ class _Sequence:
     finished: bool = False
     _unreported: int = 0
     _logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()  # until the first delta carries them
 
     def accept(self, token: int, logprob: TokenLogprob | None, eos_ids: list[int]) -> GenerationDelta | None:
         """Take the sampled token; return the delta to stream, if any (the last one has finish_reason)."""
@@ -289,6 +309,10 @@ class _Sequence:
             return self._finish(text, "length")
         return self._delta(text) if text else None
 
+    def finish_unsampled(self) -> GenerationDelta:
+        """The only delta of a sequence that generates nothing (max_tokens 0): it stopped at its limit."""
+        return self._finish("", "length")
+
     def _filter(self, piece: str) -> tuple[str, bool]:
         # vLLM's min_tokens: no stop string counts before it is reached.
         if self.sampler.generated <= self.settings.min_tokens:
@@ -304,8 +328,8 @@ class _Sequence:
         return self._delta(text + rest, "stop" if stopped else reason)
 
     def _delta(self, text: str, reason: str | None = None) -> GenerationDelta:
-        delta = GenerationDelta(text, self._unreported, reason, tuple(self._logprobs))
-        self._unreported, self._logprobs = 0, []
+        delta = GenerationDelta(text, self._unreported, reason, tuple(self._logprobs), self.prompt_logprobs)
+        self._unreported, self._logprobs, self.prompt_logprobs = 0, [], ()
         return delta
 
 
@@ -317,7 +341,11 @@ def _merge(first: GenerationDelta, then: GenerationDelta | BaseException) -> Gen
     if isinstance(then, BaseException):
         return then
     return GenerationDelta(
-        first.text + then.text, first.new_tokens + then.new_tokens, then.finish_reason, first.logprobs + then.logprobs
+        first.text + then.text,
+        first.new_tokens + then.new_tokens,
+        then.finish_reason,
+        first.logprobs + then.logprobs,
+        first.prompt_logprobs + then.prompt_logprobs,
     )
 
 

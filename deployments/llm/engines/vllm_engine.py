@@ -76,12 +76,21 @@ class VLLMEngine:
         # follow exactly the ids the deployment validated.
         lora = {"lora_request": self._loras[settings.adapter]} if settings.adapter else {}
         stream = self._engine.generate(tokens_input(prompt_ids), to_sampling_params(settings), request_id, **lora)
+        scored: tuple[TokenLogprob, ...] = ()
         async with aclosing(stream):
             try:
                 async for output in stream:
-                    delta = to_delta(output, settings.logprobs or 0)
-                    if delta is not None:
-                        yield delta
+                    delta = to_delta(output, settings.logprobs or 0, prompt_ids, settings.prompt_logprobs)
+                    if delta is None:
+                        continue
+                    if settings.max_tokens == 0:
+                        # Prompt scoring: vLLM needs max_tokens >= 1, so it generated a token the client did not
+                        # ask for. Only the prompt's logprobs and the end, at the limit of 0, are reported.
+                        scored += delta.prompt_logprobs
+                        if delta.finish_reason is None:
+                            continue
+                        delta = GenerationDelta("", 0, "length", prompt_logprobs=scored)
+                    yield delta
             except (GeneratorExit, asyncio.CancelledError):
                 # The consumer went away (client disconnected): free the sequence's
                 # KV blocks now rather than when the inner stream is garbage-collected.
@@ -141,7 +150,7 @@ def to_sampling_params(settings: SamplingSettings) -> SamplingParams:
 
     return SamplingParams(
         n=1,
-        max_tokens=settings.max_tokens,
+        max_tokens=max(settings.max_tokens, 1),  # 0 (prompt scoring) is vLLM's own echo rule: one token, dropped
         # vLLM samples greedily below 1e-5 and then resets top_p/top_k itself.
         temperature=settings.temperature,
         top_p=settings.top_p,
@@ -153,8 +162,11 @@ def to_sampling_params(settings: SamplingSettings) -> SamplingParams:
         min_tokens=settings.min_tokens,
         ignore_eos=settings.ignore_eos,
         repetition_penalty=settings.repetition_penalty,
+        logit_bias=dict(settings.logit_bias) or None,
         # vLLM's default logprobs are the raw model output's, as the CPU engine reports them.
         logprobs=settings.logprobs,
+        # Computed from the prefill's logits; vLLM reads them as raw model logprobs too.
+        prompt_logprobs=settings.prompt_logprobs,
         structured_outputs=to_structured_outputs(settings.grammar),
         skip_special_tokens=True,
         # Each RequestOutput then carries only the text and token ids new since the last.
@@ -177,27 +189,48 @@ def to_logprobs(completion: Any, top_logprobs: int) -> tuple[TokenLogprob, ...]:
     `top_logprobs` (ranks 1..k) and the sampled token, with its own rank, when it is not among them."""
     if not completion.logprobs:
         return ()
-    entries = []
-    for token_id, position in zip(completion.token_ids, completion.logprobs, strict=False):
-        ranked = sorted(position.items(), key=lambda item: item[1].rank)
-        top = tuple((tid, lp.logprob) for tid, lp in ranked if lp.rank <= top_logprobs)
-        entries.append(TokenLogprob(token_id, position[token_id].logprob, top))
-    return tuple(entries)
+    return tuple(
+        _entry(token_id, position, top_logprobs)
+        for token_id, position in zip(completion.token_ids, completion.logprobs, strict=False)
+    )
 
 
-def to_delta(output: RequestOutput, top_logprobs: int = 0) -> GenerationDelta | None:
+def to_prompt_logprobs(output: RequestOutput, prompt_ids: list[int], top_logprobs: int) -> tuple[TokenLogprob, ...]:
+    """vLLM's prompt logprobs (sent once, at the end of the prefill) → one TokenLogprob per prompt token.
+    Its first position is None (or empty): nothing predicts the first token, whose logprob is None."""
+    if not output.prompt_logprobs:
+        return ()
+    return tuple(
+        _entry(token_id, position, top_logprobs) if position else TokenLogprob(token_id, None)
+        for token_id, position in zip(prompt_ids, output.prompt_logprobs, strict=False)
+    )
+
+
+def _entry(token_id: int, position: Any, top_logprobs: int) -> TokenLogprob:
+    ranked = sorted(position.items(), key=lambda item: item[1].rank)
+    top = tuple((tid, lp.logprob) for tid, lp in ranked if lp.rank <= top_logprobs)
+    return TokenLogprob(token_id, position[token_id].logprob, top)
+
+
+def to_delta(
+    output: RequestOutput,
+    top_logprobs: int = 0,
+    prompt_ids: list[int] | None = None,
+    prompt_logprobs: int | None = None,
+) -> GenerationDelta | None:
     """Map one DELTA-mode RequestOutput; None when it carries nothing new."""
     completion = output.outputs[0]
     reason = completion.finish_reason
     if reason is not None and reason not in _FINISH_REASONS:
         raise _finish_error(reason)
+    scored = to_prompt_logprobs(output, prompt_ids or [], prompt_logprobs) if prompt_logprobs is not None else ()
     # Text can be empty while tokens are not (held back for a possible stop string
     # or an unfinished UTF-8 character); the tokens still count towards usage.
     new_tokens = len(completion.token_ids)
-    if reason is None and not completion.text and not new_tokens:
+    if reason is None and not completion.text and not new_tokens and not scored:
         return None
     finish = _FINISH_REASONS[reason] if reason is not None else None
-    return GenerationDelta(completion.text, new_tokens, finish, to_logprobs(completion, top_logprobs))
+    return GenerationDelta(completion.text, new_tokens, finish, to_logprobs(completion, top_logprobs), scored)
 
 
 def _finish_error(reason: str) -> APIError:
