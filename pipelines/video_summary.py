@@ -114,7 +114,7 @@ class Summariser:
 
     async def stream(self, plan: SummaryPlan, prompt: str) -> AsyncIterator[str]:
         self.calls += 1
-        request = self._request(plan, prompt, stream_options=StreamOptions(include_usage=True))
+        request = self._request(plan, prompt, stream=True, stream_options=StreamOptions(include_usage=True))
         async for chunk in self._llm_stream.chat_stream.remote(request):
             self._add(chunk.usage)
             if chunk.choices and chunk.choices[0].delta.content:

@@ -101,6 +101,9 @@ def test_a_missing_adapter_is_refused_by_name(store):
 
 
 class RecordingEngine:
+    name = "recording"
+    capabilities = frozenset({"lora"})
+
     def __init__(self):
         self.loaded: list[str] = []
         self.unloaded: list[str] = []

@@ -358,7 +358,7 @@ def test_no_logprobs_map_to_none() -> None:
 
 
 def test_the_engine_declares_what_it_supports() -> None:
-    assert {"structured_outputs", "logprobs", "batching"} <= VLLMEngine.capabilities
+    assert {"structured_outputs", "logprobs", "lora"} <= VLLMEngine.capabilities
 
 
 # --- prompt logprobs (echo) and prompt scoring ----------------------------------------
