@@ -41,7 +41,7 @@ test-fast: install models
 install: $(INSTALLED)
 
 # uv, not pip: pip on some machines prefers a local CPU-only torch wheel that
-# breaks the index's torchvision/torchaudio (shared/OFFLINE_MODELS.md).
+# breaks the index's torchvision/torchaudio (docs/testing.md, "Offline traps").
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION)
 

@@ -59,7 +59,8 @@ from tests import serve_harness  # noqa: E402
 from tests.images import png  # noqa: E402
 
 INGRESS_RESOURCE = "ingress_host"
-# Two, so the lost worker's replicas can be rebuilt on the survivor (memory here allows it: see the README).
+# Two, so the lost worker's replicas can be rebuilt on the survivor (memory here allows it;
+# docs/operations.md, "Losing a node").
 GPU_WORKERS = 2
 GPU_DEPLOYMENTS = ("LLM", "Detector", "ClipEmbedder")
 # One card's worth in all (2 x 0.3 + 2 x 0.1 + 2 x 0.1), so the surviving worker can take every replica.

@@ -243,7 +243,8 @@ def render_prometheus_cluster() -> str:
     }
     return (
         CONFIG_HEADER
-        + "# A Ray cluster (README: Running on a cluster by hand): run Prometheus on the head node with this file.\n"
+        + "# A Ray cluster (docs/deploying.md, Running on a cluster by hand): run Prometheus on the head node\n"
+        + "# with this file.\n"
         + f"# Ray's head keeps {RAY_SD_FILE} up to date with every live node's\n"
         + "# metrics export address (plus the autoscaler's and dashboard's), so nodes that join are scraped.\n"
         + yaml.safe_dump(document, sort_keys=False)
