@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from deployments.gpu_budget import claim_gpu
 from deployments.gpu_memory import start_gpu_memory_reporting
@@ -82,23 +82,27 @@ class ModelDeployment:
         self._model_store = model_store
         self.ref: ModelRef | None = None
         if model_store is not None:
+            assert model is not None and version is not None, "a model from the store is named with its version"
             self.ref = self._verify(model, version)
             self.model_path = self.ref.path
             self.version = f"{self.ref.name}/{self.ref.version}"
         else:
+            assert model_path is not None, "a model is given by the store or by its path"
             self.model_path = model_path
             self.version = self.model_path.name
         self.device = device if device != "auto" else ("cuda" if cuda_available() else "cpu")
 
     def _verify(self, model: str, version: str) -> ModelRef:
         """A further entry of this deployment's store (an aligner, a diarizer), checked like its model."""
+        if self._model_store is None:
+            raise RuntimeError(f"{self.served_name} has no model store to verify {model}/{version} in")
         return verify(self._model_store, model, version)
 
     @property
     def engine_name(self) -> str:
         return f"{self.library}-{self.device}"
 
-    def card(self, **extra) -> ModelCard:
+    def card(self, **extra: Any) -> ModelCard:
         return ModelCard(id=self.served_name, kind=self.kind, engine=self.engine_name, version=self.version, **extra)
 
     def _announce_loaded(self, details: str = "") -> None:

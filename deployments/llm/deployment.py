@@ -18,9 +18,9 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ray import serve
 
@@ -40,7 +40,7 @@ from deployments.llm.tool_parsers import parser_for
 from serve_app.common import metrics
 from serve_app.common.gpu_plan import GPUClaim
 from serve_app.config import LLMConfig
-from serve_app.errors import InvalidRequest, NotFound, RequestT, parse_request
+from serve_app.errors import InvalidRequest, NotFound, parse_request
 from serve_app.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -51,6 +51,8 @@ from serve_app.protocol import (
     ModelCard,
     Usage,
 )
+
+LLMRequestT = TypeVar("LLMRequestT", ChatCompletionRequest, CompletionRequest)
 
 
 @serve.deployment(name="LLM")
@@ -76,7 +78,9 @@ class LLM(ModelDeployment):
             cap_torch=False,
         )
         if engine_factory is None:
-            from deployments.llm.engines import create_engine as engine_factory
+            from deployments.llm.engines import create_engine
+
+            engine_factory = create_engine
 
         self._config = llm.model_copy(
             update={"gpu_memory_utilization": vllm_memory_utilization(llm.gpu_memory_utilization, self.gpu_share)}
@@ -94,9 +98,9 @@ class LLM(ModelDeployment):
     def engine_name(self) -> str:
         return self._engine.name
 
-    def card(self, model: str | None = None) -> ModelCard:
+    def card(self, model: str | None = None, **extra: Any) -> ModelCard:
         """The base model's card, or (named) an adapter's, whose `parent` is the base, as vLLM lists them."""
-        card = super().card(max_model_len=self._engine.max_model_len)
+        card = super().card(max_model_len=self._engine.max_model_len, **extra)
         if model is None or model == self.served_name:
             return card
         if model not in self._adapters:
@@ -190,7 +194,7 @@ class LLM(ModelDeployment):
     async def check_health(self) -> None:
         await self._engine.check_health()
 
-    async def _accept(self, model_type: type[RequestT], request: RequestT | dict) -> RequestT:
+    async def _accept(self, model_type: type[LLMRequestT], request: LLMRequestT | dict) -> LLMRequestT:
         request = parse_request(model_type, request)
         if request.model != self.served_name and request.model not in self._adapters:
             raise NotFound(f"The model '{request.model}' does not exist", param="model")
@@ -260,17 +264,18 @@ class LLM(ModelDeployment):
 
     async def _holding_adapter(
         self, prompt_ids: list[int], settings: SamplingSettings
-    ) -> AsyncIterator[GenerationDelta]:
+    ) -> AsyncGenerator[GenerationDelta, None]:
         # Held from the generation's first step to its end; a stream cut before its first token never
         # started this, so it holds nothing. Acquiring again is an LRU hit unless evicted since `_accept`.
-        await self._adapters.acquire(settings.adapter)
+        adapter = settings.adapter or ""  # _holding_adapter runs only for a named adapter
+        await self._adapters.acquire(adapter)
         deltas = self._engine.generate(prompt_ids, settings, request_id=uuid.uuid4().hex)
         try:
             async for delta in deltas:
                 yield delta
         finally:
             await deltas.aclose()
-            await self._adapters.release(settings.adapter)
+            await self._adapters.release(adapter)
 
     def _require(self, capability: str, param: str) -> None:
         if capability not in self._engine.capabilities:
@@ -306,8 +311,8 @@ class GenerationStats:
         return dict(self._counts)
 
     async def track(
-        self, deltas: AsyncIterator[GenerationDelta], *, prompt_tokens: int, stream: bool, started: float
-    ) -> AsyncIterator[GenerationDelta]:
+        self, deltas: AsyncGenerator[GenerationDelta, None], *, prompt_tokens: int, stream: bool, started: float
+    ) -> AsyncGenerator[GenerationDelta, None]:
         self._counts["in_flight"] += 1
         metrics.LLM_RUNNING.set(self._counts["in_flight"], self._tags)
         metrics.LLM_PROMPT_TOKENS.inc(prompt_tokens, self._tags)

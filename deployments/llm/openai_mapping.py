@@ -7,6 +7,7 @@ one deployment answers for several ids (a base model and its adapters).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,6 +25,7 @@ from serve_app.protocol import (
     CompletionChoice,
     CompletionLogprobs,
     CompletionRequest,
+    FinishReason,
     SamplingFields,
     TokenLogprobEntry,
     TopLogprob,
@@ -87,6 +89,18 @@ def check_logit_bias(request: SamplingFields, vocab_size: int) -> None:
         )
 
 
+# The engine settings named as the protocol's sampling fields, taken as the request gives them: derived from
+# the two definitions, so a field added to both is carried without a third list to keep in step. The rest
+# are converted here (DERIVED_FIELDS) or set by the deployment (ENGINE_FIELDS: the grammar, the adapter).
+DERIVED_FIELDS = frozenset({"max_tokens", "stop", "top_k", "min_tokens", "logit_bias", "logprobs", "prompt_logprobs"})
+ENGINE_FIELDS = frozenset({"grammar", "adapter"})
+COPIED_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(SamplingSettings)
+    if f.name in SamplingFields.model_fields and f.name not in DERIVED_FIELDS
+)
+
+
 def sampling_settings(
     request: SamplingFields, prompt_tokens: int, max_model_len: int, prompt_param: str
 ) -> SamplingSettings:
@@ -101,17 +115,11 @@ def sampling_settings(
             param=prompt_param,
         )
     return SamplingSettings(
+        **{name: getattr(request, name) for name in COPIED_FIELDS},
         max_tokens=max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
         stop=tuple(request.stop_list),
-        seed=request.seed,
-        presence_penalty=request.presence_penalty,
-        frequency_penalty=request.frequency_penalty,
         top_k=max(request.top_k, 0),
         min_tokens=min(request.min_tokens, max_tokens),
-        ignore_eos=request.ignore_eos,
-        repetition_penalty=request.repetition_penalty,
         logit_bias=tuple((int(token), bias) for token, bias in (request.logit_bias or {}).items()),
         logprobs=_requested_logprobs(request),
         prompt_logprobs=_requested_prompt_logprobs(request),
@@ -145,7 +153,7 @@ class Accumulator:
     index: int = 0
     parts: list[str] = field(default_factory=list)
     completion_tokens: int = 0
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
     prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
 
@@ -185,7 +193,8 @@ class LogprobFormatter:
         return ChoiceLogprobs(
             content=[
                 TokenLogprobEntry(
-                    **self._top(e.token_id, e.logprob).model_dump(),
+                    # A chat answer's tokens are generated ones: each has its logprob (only a prompt's first lacks one).
+                    **self._top(e.token_id, e.logprob or 0.0).model_dump(),
                     top_logprobs=[self._top(tid, lp) for tid, lp in e.top],
                 )
                 for e in entries
@@ -229,7 +238,7 @@ def _finite(logprob: float) -> float:
 def chat_chunk(
     base: ChatCompletion,
     delta: ChunkDelta,
-    finish_reason: str | None = None,
+    finish_reason: FinishReason | None = None,
     index: int = 0,
     logprobs: ChoiceLogprobs | None = None,
 ) -> ChatCompletionChunk:
@@ -253,7 +262,7 @@ def completion_choice(acc: Accumulator, echo: str = "", logprobs: CompletionLogp
 def completion_chunk(
     base: Completion,
     text: str,
-    finish_reason: str | None = None,
+    finish_reason: FinishReason | None = None,
     index: int = 0,
     logprobs: CompletionLogprobs | None = None,
 ) -> Completion:

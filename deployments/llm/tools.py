@@ -23,7 +23,7 @@ from typing import Any, Literal
 from deployments.llm.engines.base import GrammarSpec
 from deployments.llm.tool_parsers import ToolParser, to_tool_call
 from serve_app.errors import InvalidRequest
-from serve_app.protocol import ChatCompletionRequest, FunctionCall, ResponseFormat, ToolCall
+from serve_app.protocol import ChatCompletionRequest, FinishReason, FunctionCall, ResponseFormat, ToolCall
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ToolMode:
             return self.parser.parse(text)
         return text, []
 
-    def finish_reason(self, engine_reason: str, calls: list[ToolCall]) -> str:
+    def finish_reason(self, engine_reason: FinishReason | None, calls: list[ToolCall]) -> FinishReason | None:
         """ "tool_calls" when the model finished its calls itself; else why the generation ended."""
         if not calls or engine_reason != "stop":
             return engine_reason
@@ -67,12 +67,12 @@ def tool_mode(request: ChatCompletionRequest, parser: ToolParser | None) -> Tool
 
 def grammar_for(request: ChatCompletionRequest, mode: ToolMode) -> GrammarSpec | None:
     if mode.kind == "named":
-        index, tool = next((i, t) for i, t in enumerate(request.tools) if t.function.name == mode.function)
+        index, tool = next((i, t) for i, t in enumerate(request.tools or []) if t.function.name == mode.function)
         schema = tool.function.parameters_schema
         _check_supported(schema, f"tools.{index}.function.parameters")
         return GrammarSpec("json_schema", json.dumps(schema))
     if mode.kind == "required":
-        for index, tool in enumerate(request.tools):
+        for index, tool in enumerate(request.tools or []):
             _check_supported(tool.function.parameters_schema, f"tools.{index}.function.parameters")
         return GrammarSpec("json_schema", json.dumps(_calls_schema(request, request.parallel_tool_calls)))
     return format_grammar(request.response_format)
@@ -84,6 +84,7 @@ def format_grammar(fmt: ResponseFormat | None) -> GrammarSpec | None:
         return None
     if fmt.type == "json_object":
         return GrammarSpec("json_object")
+    assert fmt.json_schema is not None  # ResponseFormat requires it for type json_schema
     schema = fmt.json_schema.schema_
     _check_supported(schema, "response_format.json_schema.schema")
     return GrammarSpec("json_schema", json.dumps(schema))
@@ -100,7 +101,7 @@ def _calls_schema(request: ChatCompletionRequest, parallel: bool) -> dict[str, A
                 },
                 "required": ["name", "arguments"],
             }
-            for t in request.tools
+            for t in request.tools or []
         ]
     }
     schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": one_of_the_tools}
@@ -117,7 +118,8 @@ def _calls_from_list(text: str) -> list[ToolCall]:
     if not isinstance(items, list):
         return []
     calls = [to_tool_call(json.dumps(item)) for item in items]
-    return calls if calls and all(c is not None for c in calls) else []
+    parsed = [c for c in calls if c is not None]
+    return parsed if parsed and len(parsed) == len(calls) else []
 
 
 def _is_json(text: str) -> bool:

@@ -451,3 +451,16 @@ def test_detokenizer_flush_emits_an_incomplete_character_at_the_end(tokenizer):
     text = "".join(detokenizer.push(i) for i in truncated) + detokenizer.flush()
     assert text == tokenizer.decode(truncated, skip_special_tokens=True)
     assert text.startswith("a") and text.endswith("\ufffd")
+
+
+def test_every_engine_setting_is_copied_from_the_protocol_derived_or_the_deployments():
+    import dataclasses
+
+    from deployments.llm import openai_mapping
+    from deployments.llm.engines.base import SamplingSettings
+
+    names = {f.name for f in dataclasses.fields(SamplingSettings)}
+    copied = set(openai_mapping.COPIED_FIELDS)
+    assert copied == {"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "ignore_eos",
+                      "repetition_penalty"}  # fmt: skip
+    assert names == copied | openai_mapping.DERIVED_FIELDS | openai_mapping.ENGINE_FIELDS

@@ -8,7 +8,7 @@ whichever engine runs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -82,8 +82,8 @@ class Engine(Protocol):
 
     def generate(
         self, prompt_ids: list[int], settings: SamplingSettings, request_id: str
-    ) -> AsyncIterator[GenerationDelta]:
-        """Stream deltas; the last one carries finish_reason. Closing the iterator aborts."""
+    ) -> AsyncGenerator[GenerationDelta, None]:
+        """Stream deltas; the last one carries finish_reason. Closing the generator (aclose) aborts."""
         ...
 
     async def check_health(self) -> None:

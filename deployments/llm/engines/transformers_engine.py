@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from deployments.llm.engines.base import (
     LOGPROBS,
     LORA,
     STRUCTURED_OUTPUTS,
+    FinishReason,
     GenerationDelta,
     GrammarSpec,
     IncrementalDetokenizer,
@@ -94,7 +95,7 @@ class TransformersEngine:
 
     async def generate(
         self, prompt_ids: list[int], settings: SamplingSettings, request_id: str
-    ) -> AsyncIterator[GenerationDelta]:
+    ) -> AsyncGenerator[GenerationDelta, None]:
         matcher = None
         if settings.grammar is not None:
             # Compiling a new schema takes a while: off the event loop (xgrammar caches each one).
@@ -180,7 +181,7 @@ class TransformersEngine:
     async def _step_loop(self) -> None:
         while self._waiting or self._running:
             self._drop_cancelled()
-            admitted = []
+            admitted: list[_Sequence] = []
             while self._waiting and len(self._running) + len(admitted) < self._max_num_seqs:
                 seq = self._waiting.popleft()
                 if not seq.cancelled:
@@ -319,7 +320,7 @@ class _Sequence:
             return piece, False
         return self.stops.feed(piece)
 
-    def _finish(self, text: str, reason: str) -> GenerationDelta:
+    def _finish(self, text: str, reason: FinishReason) -> GenerationDelta:
         """The last delta: `text`, then whatever the detokenizer and the stop matcher still hold."""
         self.finished = True
         rest, stopped = self._filter(self.detokenizer.flush())
@@ -327,7 +328,7 @@ class _Sequence:
             rest += self.stops.flush()
         return self._delta(text + rest, "stop" if stopped else reason)
 
-    def _delta(self, text: str, reason: str | None = None) -> GenerationDelta:
+    def _delta(self, text: str, reason: FinishReason | None = None) -> GenerationDelta:
         delta = GenerationDelta(text, self._unreported, reason, tuple(self._logprobs), self.prompt_logprobs)
         self._unreported, self._logprobs, self.prompt_logprobs = 0, [], ()
         return delta

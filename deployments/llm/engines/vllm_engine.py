@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,7 +68,7 @@ class VLLMEngine:
 
     async def generate(
         self, prompt_ids: list[int], settings: SamplingSettings, request_id: str
-    ) -> AsyncIterator[GenerationDelta]:
+    ) -> AsyncGenerator[GenerationDelta, None]:
         from vllm.inputs import tokens_input
 
         # An already-rendered token input: vLLM neither re-tokenizes it nor takes
