@@ -30,8 +30,8 @@ from serve_app.http.errors import EXCEPTION_HANDLERS, ServeRejectionsAsAPIErrors
 from serve_app.http.media_types import json_body, multipart_body
 from serve_app.http.metering import Metering
 from serve_app.http.metrics import RequestMetrics
+from serve_app.http.openapi import openapi_schema
 from serve_app.http.routing import add_routes
-from serve_app.protocol import ErrorResponse
 
 # Route dependencies: the body's media type (415 before a confusing schema error), then the admission.
 # The metered JSON routes (chat, completions, embeddings) are admitted by their body's dependency
@@ -41,21 +41,6 @@ JSON_API = [Depends(json_body), Depends(admit_request)]
 UPLOAD_API = [Depends(multipart_body), Depends(admit_request)]
 IMAGE_API = [Depends(admit_image)]
 AUTHENTICATED = [Depends(admit_request)]
-
-# Every status a route of this API may answer with an envelope, documented once for /openapi.json.
-ERROR_RESPONSES: dict[int | str, dict] = {
-    status: {"model": ErrorResponse, "description": why}
-    for status, why in (
-        (400, "Invalid request (OpenAI's invalid_request_error)"),
-        (401, "Missing or incorrect API key"),
-        (403, "The key may not do this"),
-        (404, "Unknown model or resource"),
-        (413, "Body over the ingress's limits"),
-        (415, "Unsupported Content-Type"),
-        (429, "Rate limit or budget reached"),
-        (503, "Overloaded or unavailable; retry"),
-    )
-}
 
 
 def make_api(
@@ -78,11 +63,11 @@ def make_api(
     app = FastAPI(
         title="multimodel-serve",
         description="OpenAI-compatible API over Ray Serve model deployments.",
-        responses=ERROR_RESPONSES,
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.gateway = gateway
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]  # FastAPI's documented override
     # Before any route is added: every route converts Serve's refusals into envelopes.
     app.router.route_class = ServeRejectionsAsAPIErrors
     add_routes(app, routes)

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import Send
 
 from serve_app.errors import APIError, InvalidRequest, as_api_error, from_serve_rejection
@@ -80,10 +81,24 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return error_response(InvalidRequest(f"{first.get('msg', 'invalid value')}{where}", param=param))
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     error = InvalidRequest(str(exc.detail), code="not_found" if exc.status_code == 404 else None)
     envelope = error.envelope().model_dump()
-    return JSONResponse(envelope, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route that matched the path; a path served by
+        # several routes (GET and DELETE /v1/collections/{name}) allows all of theirs.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return JSONResponse(envelope, status_code=exc.status_code, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

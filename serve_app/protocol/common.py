@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,6 +29,25 @@ class _Request(BaseModel):
     # OpenAI clients send fields this server does not implement (logprobs, tools,
     # user, ...); ignoring unknown ones keeps every SDK version working.
     model_config = ConfigDict(extra="ignore")
+
+
+def schema_rules(*rules: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A model's cross-field rules in its JSON schema (`/openapi.json`), each mirroring one of its validators,
+    so a client generated from the schema is refused nothing the schema allows (`model_config`'s
+    `json_schema_extra`; a subclass lists its parent's rules again, pydantic does not merge them)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema.setdefault("allOf", []).extend(rules)
+
+    return extra
+
+
+def when(field: str, condition: dict[str, Any], then_field: str, requirement: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-schema rule "when `field` is given and matches `condition`, `then_field` must match `requirement`"."""
+    return {
+        "if": {"required": [field], "properties": {field: condition}},
+        "then": {"required": [then_field], "properties": {then_field: requirement}},
+    }
 
 
 # OpenAI's and vLLM's bounds for `seed`: a 64-bit signed integer.

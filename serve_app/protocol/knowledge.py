@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serve_app.protocol.common import ImageData, _Request
+from serve_app.protocol.common import ImageData, _Request, schema_rules
 from serve_app.protocol.vision import Detection
 
+# "This field is given and not null", as the items' and searches' schema rules name their content.
+_GIVEN = {
+    name: {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+    for name in ("text", "image", "vector", "query")
+}
 CollectionName = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, '_' and '-'; 1-64 chars.")
 
 
@@ -41,6 +46,13 @@ class CollectionList(BaseModel):
 
 class ItemCreate(_Request):
     """A text or an image (embedded by the collection's model), or a precomputed vector."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {"anyOf": [_GIVEN["text"], _GIVEN["image"], _GIVEN["vector"]]},
+            {"not": {"allOf": [_GIVEN["text"], _GIVEN["image"]]}},
+        )
+    )
 
     id: str | None = Field(default=None, min_length=1, max_length=256, description="Default: a new UUID.")
     text: str | None = None
@@ -79,6 +91,10 @@ class ItemList(BaseModel):
 
 
 class SearchRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules({"oneOf": [_GIVEN["query"], _GIVEN["image"], _GIVEN["vector"]]})
+    )
+
     query: str | None = Field(default=None, description="Text to search by.")
     image: ImageData | None = Field(default=None, description="Or an image (collection model must embed images).")
     vector: list[float] | None = Field(default=None, description="Or a vector of the collection's dimension.")

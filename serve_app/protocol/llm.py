@@ -14,9 +14,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
 
-from serve_app.protocol.common import INT64_MAX, INT64_MIN, _Request, field_error, new_id, now
+from serve_app.protocol.common import (
+    INT64_MAX,
+    INT64_MIN,
+    _Request,
+    field_error,
+    new_id,
+    now,
+    schema_rules,
+    when,
+)
 from serve_app.protocol.llm_structured import (
     MAX_TOP_LOGPROBS,
     ChoiceLogprobs,
@@ -36,6 +45,10 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+# Cross-field rules both LLM requests' schemas state (their validators enforce them).
+STREAM_OPTIONS_NEED_STREAM = when("stream_options", {"type": "object"}, "stream", {"const": True})
+
+
 class SamplingFields(_Request):
     """Sampling knobs common to chat and text completions."""
 
@@ -44,7 +57,16 @@ class SamplingFields(_Request):
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=MAX_N, description="Choices per prompt (at most the LLM's max_n).")
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(
+        default=None,
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 4},
+                {"type": "null"},
+            ]
+        },
+    )
     seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
@@ -57,7 +79,18 @@ class SamplingFields(_Request):
     repetition_penalty: float = Field(default=1.0, gt=0.0, le=2.0)
     user: str | None = Field(default=None, description="The end user: keeps them on one variant of an alias.")
     logit_bias: dict[str, float] | None = Field(
-        default=None, description="Token id (a string of digits) -> a bias from -100 to 100 added to its logit."
+        default=None,
+        description="Token id (a string of digits) -> a bias from -100 to 100 added to its logit.",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "type": "object",
+                    "propertyNames": {"pattern": "^[0-9]+$"},
+                    "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+                },
+                {"type": "null"},
+            ]
+        },
     )
 
     @field_validator("logit_bias")
@@ -105,6 +138,12 @@ class TextContentPart(_Request):
 
 
 class ChatMessage(_Request):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            when("role", {"const": "tool"}, "tool_call_id", {"type": "string", "minLength": 1})
+        )
+    )
+
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextContentPart] | None = None
     name: str | None = None
@@ -127,6 +166,14 @@ class ChatMessage(_Request):
 
 
 class ChatCompletionRequest(SamplingFields):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            STREAM_OPTIONS_NEED_STREAM,
+            when("top_logprobs", {"type": "integer", "minimum": 1}, "logprobs", {"const": True}),
+            when("tool_choice", {"const": "required"}, "tools", {"type": "array", "minItems": 1}),
+        )
+    )
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
@@ -184,8 +231,26 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            STREAM_OPTIONS_NEED_STREAM, when("max_tokens", {"const": 0}, "echo", {"const": True})
+        )
+    )
+
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
-        description="A string, a list of strings, a list of token ids, or a list of token-id lists."
+        description="A string, a list of strings, a list of token ids, or a list of token-id lists.",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+                {
+                    "type": "array",
+                    "items": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+                    "minItems": 1,
+                },
+            ]
+        },
     )
     echo: bool = False
     # 0 only with echo: the prompt is scored (with logprobs), nothing is generated.

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve_app.protocol.common import _Request, new_id
+from serve_app.protocol.common import _Request, new_id, schema_rules, when
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's own maximum
 
@@ -78,6 +78,10 @@ class JSONSchemaFormat(_Request):
 
 
 class ResponseFormat(_Request):
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(when("type", {"const": "json_schema"}, "json_schema", {"type": "object"}))
+    )
+
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = Field(default=None, validate_default=True)
 

@@ -65,7 +65,8 @@ EmbeddingInput = str | ImageInput
 class EmbeddingRequest(_Request):
     model: str = Field(min_length=1)
     input: str | list[EmbeddingInput] = Field(
-        description="A string or a list of strings; list items may also be {'image': base64} (extension)."
+        description="A string or a list of strings; list items may also be {'image': base64} (extension).",
+        json_schema_extra=lambda schema: schema["anyOf"][1].update(minItems=1, maxItems=2048),
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1, description="Only the model's own dimension is served.")

@@ -27,8 +27,28 @@ from serve_app.protocol import (
     VideoSummary,
     VideoSummaryOptions,
 )
+from serve_app.protocol.common import when
 
 Granularity = Literal["word", "segment"]
+# The schema's form of the check below: timestamp granularities only with verbose_json.
+_GRANULARITIES_NEED_VERBOSE_JSON = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "allOf": [
+                        when(
+                            "timestamp_granularities[]",
+                            {"type": "array", "minItems": 1},
+                            "response_format",
+                            {"const": "verbose_json"},
+                        )  # fmt: skip
+                    ]
+                }
+            }
+        }
+    }
+}
 
 
 def render_transcription(
@@ -64,7 +84,7 @@ def _subtitles(response_format: str) -> Literal["srt", "vtt"] | None:
 
 
 class SpeechRoutes(Backends):
-    @post("/v1/audio/transcriptions", dependencies=UPLOAD_API)
+    @post("/v1/audio/transcriptions", dependencies=UPLOAD_API, openapi_extra=_GRANULARITIES_NEED_VERBOSE_JSON)
     async def audio_transcriptions(
         self,
         file: Annotated[UploadFile, File()],

@@ -14,6 +14,7 @@ from serve_app.http.answer_cache import cached
 from serve_app.http.app import IMAGE_API, JSON_BODY
 from serve_app.http.media_types import media_type
 from serve_app.http.metering import report_tokens
+from serve_app.http.openapi import image_body as image_body_schema
 from serve_app.http.routes.base import Backends
 from serve_app.http.routing import post
 from serve_app.http.sse import sse_response
@@ -57,7 +58,12 @@ async def image_body(request: Request, model_type: type[RequestT]) -> RequestT:
 
 
 class VisionRoutes(Backends):
-    @post("/v1/detections", response_model=DetectionResponse, dependencies=IMAGE_API)
+    @post(
+        "/v1/detections",
+        response_model=DetectionResponse,
+        dependencies=IMAGE_API,
+        openapi_extra=image_body_schema(DetectionRequest),
+    )
     async def detections(self, request: Request) -> Any:
         return await self.detect(await image_body(request, DetectionRequest))
 
@@ -65,7 +71,12 @@ class VisionRoutes(Backends):
     async def embeddings(self, body: Annotated[EmbeddingRequest, Depends(admitted_embedding)], request: Request) -> Any:
         return await cached(request, body, lambda: self.embed(body))
 
-    @post("/v1/pipelines/image-rag", response_model=ImageRAGResponse, dependencies=IMAGE_API)
+    @post(
+        "/v1/pipelines/image-rag",
+        response_model=ImageRAGResponse,
+        dependencies=IMAGE_API,
+        openapi_extra=image_body_schema(ImageRAGRequest),
+    )
     async def image_rag(self, request: Request) -> Any:
         body = await image_body(request, ImageRAGRequest)
         if body.stream:
