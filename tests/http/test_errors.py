@@ -166,3 +166,19 @@ def test_the_app_keeps_serving_after_a_replica_error(serve_ingress, backends):
     http = serve_ingress({**backends["models"], "llm": {LLM: FakeHandle.of("LLM", chat=chat)}})
     assert_envelope(http.post("/v1/chat/completions", json=CHAT), 500)
     assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_a_405_names_every_method_the_path_allows(client):
+    reply = client.request("PATCH", "/v1/collections/kb")
+    assert reply.status_code == 405 and reply.headers["allow"] == "DELETE, GET"
+    assert client.request("PUT", "/v1/collections").headers["allow"] == "GET, POST"
+
+
+def test_the_schema_documents_what_is_sent_and_nothing_else(client):
+    schema = client.get("/openapi.json").json()
+    chat = schema["paths"]["/v1/chat/completions"]["post"]
+    assert "422" not in chat["responses"] and {"400", "413", "415", "429", "503"} <= set(chat["responses"])
+    assert "text/event-stream" in chat["responses"]["200"]["content"]
+    assert "multipart/form-data" in schema["paths"]["/v1/detections"]["post"]["requestBody"]["content"]
+    form = schema["components"]["schemas"]["Body_audio_transcriptions_v1_audio_transcriptions_post"]
+    assert form["properties"]["language"] == {"type": "string", "title": "Language"}, "a form field is never null"
