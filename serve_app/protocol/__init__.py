@@ -26,6 +26,8 @@ from serve_app.protocol.common import (
     field_error,
     new_id,
     now,
+    schema_rules,
+    when,
 )
 from serve_app.protocol.gateway import (
     GeneratedKey,
@@ -148,6 +150,8 @@ __all__ = [
     "field_error",
     "new_id",
     "now",
+    "schema_rules",
+    "when",
     # llm
     "AssistantMessage",
     "ChatChoice",

@@ -46,7 +46,7 @@ class StreamOptions(_Request):
 
 
 # Cross-field rules both LLM requests' schemas state (their validators enforce them).
-STREAM_OPTIONS_NEED_STREAM = when("stream_options", {"type": "object"}, "stream", {"const": True})
+_STREAM_OPTIONS_NEED_STREAM = when("stream_options", {"type": "object"}, "stream", {"const": True})
 
 
 class SamplingFields(_Request):
@@ -168,7 +168,7 @@ class ChatMessage(_Request):
 class ChatCompletionRequest(SamplingFields):
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
-            STREAM_OPTIONS_NEED_STREAM,
+            _STREAM_OPTIONS_NEED_STREAM,
             when("top_logprobs", {"type": "integer", "minimum": 1}, "logprobs", {"const": True}),
             when("tool_choice", {"const": "required"}, "tools", {"type": "array", "minItems": 1}),
         )
@@ -233,7 +233,7 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
-            STREAM_OPTIONS_NEED_STREAM, when("max_tokens", {"const": 0}, "echo", {"const": True})
+            _STREAM_OPTIONS_NEED_STREAM, when("max_tokens", {"const": 0}, "echo", {"const": True})
         )
     )
 

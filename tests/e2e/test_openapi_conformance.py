@@ -91,7 +91,7 @@ def test_the_server_answers_as_its_openapi_schema_says(local_app, tmp_path):
     events = tmp_path / "events.ndjson"
     command = [
         str(ST), "run", f"{local_app}/openapi.json", "--checks", "all", "--phases", "coverage,fuzzing",
-        "--max-examples", "5", "--seed", "20261203", "--workers", "1", "--exclude-method", "DELETE",
+        "--max-examples", "3", "--seed", "20261203", "--workers", "1", "--exclude-method", "DELETE",
         "--request-timeout", "60", "--max-response-time", "60", "--no-color", "--report", "ndjson",
         "--report-ndjson-path", str(events),
     ]  # fmt: skip
