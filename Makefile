@@ -61,10 +61,12 @@ $(INSTALLED): pyproject.toml requirements.lock | $(UV)
 # installed the same way; without it those tests fail and say how to install it.
 # The gateway's server-mode tests start a real redis-server and PostgreSQL (Debian's packages, the
 # same way; Debian keeps initdb/pg_ctl under /usr/lib/postgresql/<version>/bin); without them they skip.
+# The console's tests drive Debian's chromium through Playwright (no browser download).
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
-TEST_PACKAGES := espeak-ng prometheus redis-server postgresql
+TEST_PACKAGES := espeak-ng prometheus redis-server postgresql chromium
 test-tools:
 	@command -v espeak-ng >/dev/null && command -v prometheus >/dev/null && command -v redis-server >/dev/null && \
+		command -v chromium >/dev/null && \
 		{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
 		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ($(APT_GET) $(TEST_PACKAGES) >/dev/null 2>&1 || \
 		 (apt-get update -qq >/dev/null 2>&1 && $(APT_GET) $(TEST_PACKAGES) >/dev/null 2>&1)); } || \
