@@ -8,7 +8,7 @@ in an item's payload) and by the image-RAG pipeline.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -62,11 +62,16 @@ class ImageInput(_Request):
 EmbeddingInput = str | ImageInput
 
 
+def _bound_list(schema: dict[str, Any]) -> None:
+    """The list branch of `input` holds 1 to 2048 items (OpenAI's bound), which pydantic cannot say on a union."""
+    schema["anyOf"][1].update(minItems=1, maxItems=2048)
+
+
 class EmbeddingRequest(_Request):
     model: str = Field(min_length=1)
     input: str | list[EmbeddingInput] = Field(
         description="A string or a list of strings; list items may also be {'image': base64} (extension).",
-        json_schema_extra=lambda schema: schema["anyOf"][1].update(minItems=1, maxItems=2048),
+        json_schema_extra=_bound_list,
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1, description="Only the model's own dimension is served.")

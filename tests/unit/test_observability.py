@@ -56,7 +56,7 @@ def test_generated_files_are_up_to_date():
 
 def test_ray_dashboards_are_rays_own_for_the_pinned_ray():
     version = metadata.version("ray")
-    pinned = [line for line in (REPO / "pyproject.toml").read_text().splitlines() if '"ray[serve]==' in line]
+    pinned = [line for line in (REPO / "pyproject.toml").read_text().splitlines() if '"ray[serve' in line]
     assert pinned and version in pinned[0], "the installed Ray is not the one pyproject.toml pins"
     from ray.dashboard.modules.metrics import grafana_dashboard_factory as factory
 
