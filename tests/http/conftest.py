@@ -1,12 +1,11 @@
-"""The real Ingress (its routes, middlewares, handlers) over fake handles, served by FastAPI's TestClient.
-
-Each client talks to a replica of its own, built as a Serve replica builds it: `APIIngress(...)`,
-then its app from `make_api` (`build_api`), with the deployment statuses the test says instead of Serve's.
+"""The real Ingress over fake handles, served by FastAPI's TestClient: each client talks to a replica of
+its own, built as Serve builds one (`APIIngress(...)`, then `build_api`), with the test's deployment statuses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -16,38 +15,20 @@ from starlette.testclient import TestClient
 from serve_app.common.model_registry import ModelRegistry
 from serve_app.config import GatewayConfig, IngressConfig
 from serve_app.http.ingress import APIIngress
-from tests.fakes import FakeASR, FakeDetector, FakeHandle, FakeLLM
-from tests.http.support import ASR, DETECTOR, LLM
+from tests.fakes import FakeHandle
+from tests.http.support import ASR, DETECTOR, LLM, asr, detector, llm  # noqa: F401 (the fake models' fixtures)
 
 KEY_ENV = "TEST_SERVE_API_KEY"
 
 
 @pytest.fixture(autouse=True)
-def no_ray(monkeypatch) -> Iterator[None]:
+def no_ray(monkeypatch) -> None:
     """Whatever a route reaches for, it is not a Ray cluster (a full run's session Ray is already up)."""
-    ray_before = ray.is_initialized()
     monkeypatch.setattr(ray, "init", lambda *_a, **_k: pytest.fail("tests/http must not start Ray"))
-    yield
-    assert ray.is_initialized() == ray_before
 
 
 @pytest.fixture()
-def llm() -> FakeLLM:
-    return FakeLLM("Hello there friend", name=LLM)
-
-
-@pytest.fixture()
-def asr() -> FakeASR:
-    return FakeASR(ASR)
-
-
-@pytest.fixture()
-def detector() -> FakeDetector:
-    return FakeDetector(DETECTOR)
-
-
-@pytest.fixture()
-def backends(llm, asr, detector) -> dict[str, Any]:
+def backends(llm, asr, detector) -> dict[str, Any]:  # noqa: F811 (pytest passes the fixtures by name)
     """The Ingress arguments by default: one fake per model kind, `whisper-1` an alias of the ASR."""
     asr_handle = FakeHandle(asr, name="ASR")
     models = {
@@ -62,7 +43,7 @@ def backends(llm, asr, detector) -> dict[str, Any]:
 def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
     """`serve_ingress(models, services, api_key=, gateway=, llm_adapters=, user_config=, pipeline_llms=,
     unhealthy={deployment: status}, **IngressConfig fields)` -> a client of its own replica (`client.replica`)."""
-    clients: list[TestClient] = []
+    clients = ExitStack()
 
     def start(models: dict, services: dict | None = None, *, api_key: str | None = None, unhealthy=None,
               gateway: GatewayConfig | None = None, llm_adapters=None, user_config=None, pipeline_llms=None,
@@ -73,20 +54,17 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         registry = ModelRegistry({kind: dict(by_name) for kind, by_name in models.items()}, dict(llm_adapters or {}))
         handles = [h for by_name in models.values() for h in by_name.values()] + list((services or {}).values())
         statuses = {h.deployment_name: "HEALTHY" for h in handles} | (unhealthy or {})
-        replica = APIIngress(
-            registry, services or {}, IngressConfig(**ingress), gateway, pipeline_llms, statuses=lambda: statuses
-        )
+        config = IngressConfig(**ingress)
+        replica = APIIngress(registry, services or {}, config, gateway, pipeline_llms, statuses=lambda: statuses)
         if user_config is not None:
             replica.reconfigure(user_config)
         # The client sees what an HTTP client would: a 500 envelope, not the server's traceback.
-        client = TestClient(replica.build_api(), raise_server_exceptions=False).__enter__()
+        client = clients.enter_context(TestClient(replica.build_api(), raise_server_exceptions=False))
         client.replica = replica
-        clients.append(client)
         return client
 
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
+    with clients:
+        yield start
 
 
 @pytest.fixture()
