@@ -13,7 +13,7 @@ import ray
 from starlette.testclient import TestClient
 
 from serve_app.common.model_registry import ModelRegistry
-from serve_app.config import GatewayConfig, IngressConfig
+from serve_app.config import BatchConfig, GatewayConfig, IngressConfig
 from serve_app.http.ingress import APIIngress
 from tests.fakes import FakeHandle
 from tests.http.support import ASR, DETECTOR, LLM, asr, detector, llm  # noqa: F401 (the fake models' fixtures)
@@ -41,13 +41,13 @@ def backends(llm, asr, detector) -> dict[str, Any]:  # noqa: F811 (pytest passes
 
 @pytest.fixture()
 def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
-    """`serve_ingress(models, services, api_key=, gateway=, llm_adapters=, user_config=, pipeline_llms=,
+    """`serve_ingress(models, services, api_key=, gateway=, llm_adapters=, user_config=, pipeline_llms=, batch=,
     unhealthy={deployment: status}, **IngressConfig fields)` -> a client of its own replica (`client.replica`)."""
     clients = ExitStack()
 
     def start(models: dict, services: dict | None = None, *, api_key: str | None = None, unhealthy=None,
               gateway: GatewayConfig | None = None, llm_adapters=None, user_config=None, pipeline_llms=None,
-              **ingress: Any) -> TestClient:  # fmt: skip
+              batch: BatchConfig | None = None, **ingress: Any) -> TestClient:  # fmt: skip
         if api_key is not None:
             monkeypatch.setenv(KEY_ENV, api_key)
             ingress["api_key_env"] = KEY_ENV
@@ -55,7 +55,7 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         handles = [h for by_name in models.values() for h in by_name.values()] + list((services or {}).values())
         statuses = {h.deployment_name: "HEALTHY" for h in handles} | (unhealthy or {})
         config = IngressConfig(**ingress)
-        replica = APIIngress(registry, services or {}, config, gateway, pipeline_llms, statuses=lambda: statuses)
+        replica = APIIngress(registry, services or {}, config, gateway, pipeline_llms, batch, statuses=lambda: statuses)
         if user_config is not None:
             replica.reconfigure(user_config)
         # The client sees what an HTTP client would: a 500 envelope, not the server's traceback.
