@@ -29,7 +29,9 @@ RETRYABLE = (429, 503)
 class LineCaller:
     """A Ray Data actor: calls `batch_line` on the app handle for each line, a bounded number per model at once."""
 
-    def __init__(self, app_name: str, endpoint: str, owner: str | None, in_flight: int, attempts: int):
+    def __init__(
+        self, app_name: str, endpoint: str, owner: str | None, in_flight: int, attempts: int, warm_cache: bool = False
+    ):
         from ray import serve
 
         self._app = serve.get_app_handle(app_name)
@@ -37,6 +39,7 @@ class LineCaller:
         self._owner = owner
         self._in_flight = in_flight
         self._attempts = attempts
+        self._warm_cache = warm_cache
         self._gates: dict[str, asyncio.Semaphore] = {}
 
     async def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
@@ -55,7 +58,7 @@ class LineCaller:
         for attempt in range(1, self._attempts + 1):
             async with gate:
                 try:
-                    answer = await self._app.batch_line.remote(self._endpoint, body, self._owner)
+                    answer = await self._app.batch_line.remote(self._endpoint, body, self._owner, self._warm_cache)
                 except Exception as exc:
                     error = as_api_error(exc)
                     if error.status not in RETRYABLE or attempt == self._attempts:
@@ -81,6 +84,7 @@ def run_lines(
     endpoint: str,
     owner: str | None,
     config: BatchConfig,
+    warm_cache: bool = False,
     commit: Callable[[list[LineResult]], None],
     stop: Callable[[], bool],
 ) -> bool:
@@ -102,6 +106,7 @@ def run_lines(
             "owner": owner,
             "in_flight": in_flight,
             "attempts": config.line_attempts,
+            "warm_cache": warm_cache,
         },
         batch_size=config.lines_per_task,
         concurrency=config.actors,

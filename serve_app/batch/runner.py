@@ -203,6 +203,7 @@ class BatchRunner:
                     endpoint=batch.endpoint,
                     owner=self._store.batch_owner(batch.id),
                     config=self._config,
+                    warm_cache=(batch.metadata or {}).get("cache") == "warm",
                     commit=lambda results: self._commit(batch, results),
                     stop=lambda: self._should_stop(batch),
                 )

@@ -14,7 +14,8 @@ import openai
 import pytest
 
 from serve_app.batch.runner import BatchRunner
-from serve_app.config import BatchConfig, GatewayConfig
+from serve_app.http.routes.batches import display_name
+from serve_app.config import BatchConfig, CacheConfig, GatewayConfig
 from serve_app.gateway.service import STATE_SERVICE
 from serve_app.gateway.sqlite import SQLiteState
 from tests.fakes import FakeHandle
@@ -38,12 +39,12 @@ def runner(batch_config, tmp_path) -> BatchRunner:
 
 @pytest.fixture()
 def start(serve_ingress, backends, runner, batch_config, tmp_path, monkeypatch):
-    def start(*, gateway: bool = False):
+    def start(*, gateway: bool = False, **gateway_fields):
         services = {"batch_runner": FakeHandle(runner, name="BatchRunner")}
         if gateway:
             monkeypatch.setenv("SERVE_MASTER_KEY", MASTER)
             services[STATE_SERVICE] = FakeHandle(SQLiteState(tmp_path / "state.sqlite3"), name="GatewayState")
-        config = GatewayConfig() if gateway else None
+        config = GatewayConfig(**gateway_fields) if gateway else None
         return serve_ingress(backends["models"], services, gateway=config, batch=batch_config)
 
     return start
@@ -144,3 +145,20 @@ def test_each_batch_line_is_billed_to_the_key_that_made_the_batch(start):
         time.sleep(0.02)
     assert entries[0]["route"] == CHAT and entries[0]["model"] == LLM
     assert entries[0]["completion_tokens"] == answer["usage"]["completion_tokens"]
+
+
+def test_a_warm_batch_line_answers_the_same_request_online_from_the_cache(start, llm):
+    client = start(gateway=True, cache=CacheConfig(routes=["chat"], ttl_s=60))
+    key = client.post("/key/generate", json={}, headers=ADMIN).json()["key"]
+    greedy = {"model": LLM, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "temperature": 0}
+    answer = asyncio.run(client.replica.batch_line(CHAT, greedy, None, True))
+    online = client.post(CHAT, json=greedy, headers={"authorization": f"Bearer {key}"})
+    assert online.headers["x-cache"] == "hit" and online.json() == answer and len(llm.prompts) == 1
+    sampled = {**greedy, "temperature": 1}
+    asyncio.run(client.replica.batch_line(CHAT, sampled, None, True))
+    assert client.post(CHAT, json=sampled, headers={"authorization": f"Bearer {key}"}).headers["x-cache"] == "bypass"
+
+
+def test_a_file_name_is_shown_back_without_control_characters():
+    assert display_name("../../etc/x\x01\n.jsonl") == "../../etc/x??.jsonl"
+    assert display_name(None) == "upload" and len(display_name("a" * 1000)) == 255

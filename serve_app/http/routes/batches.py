@@ -21,11 +21,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import BatchConfig
 from serve_app.errors import InvalidRequest, ServiceUnavailable
 from serve_app.gateway.state import Settlement
+from serve_app.http.answer_cache import warm
 from serve_app.http.app import AUTHENTICATED, JSON_API, UPLOAD_API
 from serve_app.http.auth import allowed_models, current
 from serve_app.http.online_load import OnlineLoad
@@ -35,12 +37,20 @@ from serve_app.protocol import (
     Batch,
     BatchCreateRequest,
     BatchList,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
     FileDeleted,
     FileList,
     FileObject,
     UploadPurpose,
 )
 
+REQUEST_TYPES: dict[str, type[BaseModel]] = {
+    "/v1/chat/completions": ChatCompletionRequest,
+    "/v1/completions": CompletionRequest,
+    "/v1/embeddings": EmbeddingRequest,
+}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CHUNK = 1 << 20  # an upload is copied to disk a MiB at a time, never held whole
 
@@ -147,8 +157,12 @@ class BatchRoutes(Backends):
 
     # a batch line, for the runner's Ray Data actors (through the app handle)
 
-    async def batch_line(self, endpoint: str, body: dict[str, Any], line_owner: str | None = None) -> dict[str, Any]:
-        """One line's request, answered as its online route would (the answer's dict), or its APIError."""
+    async def batch_line(
+        self, endpoint: str, body: dict[str, Any], line_owner: str | None = None, warm_cache: bool = False
+    ) -> dict[str, Any]:
+        """One line's request, answered as its online route would (the answer's dict), or its APIError.
+        `warm_cache` (a batch made with `metadata.cache: warm`) also stores the answer in the gateway's
+        response cache, so the same request online is answered from it."""
         if body.get("stream"):
             raise InvalidRequest("A batch line cannot stream; leave `stream` out.", param="stream")
         config = self._batch_config()
@@ -162,6 +176,9 @@ class BatchRoutes(Backends):
             answer = await self.completion(body)  # type: ignore[attr-defined]
         else:
             answer = await self.embed(body)  # type: ignore[attr-defined]  # VisionRoutes
+        if warm_cache:
+            request_type = REQUEST_TYPES[endpoint]
+            await warm(self._gateway, endpoint, request_type.model_validate(body), answer)
         if line_owner is not None and self._gateway is not None:
             # Billed to the key that created the batch, line by line, as its online requests are.
             self._gateway.settle_later(
