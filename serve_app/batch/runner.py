@@ -116,12 +116,19 @@ class BatchRunner:
         batch = self._store.get_batch(batch_id, owner)
         if batch is None:
             raise NotFound(f"No batch with id '{batch_id}'.", param="batch_id")
-        return batch
+        return self._live(batch)
 
     def batches(self, owner: str | None, limit: int, after: str | None) -> BatchList:
         data, more = self._store.list_batches(owner, limit, after)
+        data = [self._live(batch) for batch in data]
         first, last = (data[0].id, data[-1].id) if data else (None, None)
         return BatchList(data=data, first_id=first, last_id=last, has_more=more)
+
+    def _live(self, batch: Batch) -> Batch:
+        """A running batch with its counts and usage as of its last committed line."""
+        if batch.status in ("in_progress", "cancelling") and batch.request_counts.total:
+            self._count(batch)
+        return batch
 
     def cancel(self, batch_id: str, owner: str | None) -> Batch:
         batch = self.batch(batch_id, owner)
@@ -132,7 +139,7 @@ class BatchRunner:
             self._store.save_batch(batch)
         self._store.request_cancel(batch_id)
         self._wake.set()
-        return batch
+        return self._live(batch)
 
     # the loop
 
@@ -222,15 +229,12 @@ class BatchRunner:
         return self._finish(batch, "finalizing")
 
     def _commit(self, batch: Batch, results: list[LineResult]) -> None:
-        new = self._store.add_results(batch.id, results)
+        # Only the line rows: a running batch's counts are read from them (`_live`), so this worker
+        # thread never rewrites the batch record a cancel may be writing at the same moment.
+        self._store.add_results(batch.id, results)
         failed = sum(r.failed for r in results)
         metrics.BATCH_LINES.inc(failed, tags={"outcome": "failed"})
         metrics.BATCH_LINES.inc(len(results) - failed, tags={"outcome": "completed"})
-        if new:
-            current = self._store.get_batch(batch.id)
-            if current is not None and current.status == "in_progress":
-                self._count(current)
-                self._store.save_batch(current)
 
     def _should_stop(self, batch: Batch) -> bool:
         return self._store.cancel_requested(batch.id) or self._expired(batch)

@@ -208,3 +208,19 @@ def test_a_file_name_is_a_display_name_only(openai_client, local_app):
     assert openai_client.files.delete(created.id).deleted
     with pytest.raises(openai.NotFoundError):
         openai_client.files.retrieve(created.id)
+
+
+def test_the_cli_submits_waits_and_writes_the_results_beside_the_input(local_app, tmp_path):
+    import subprocess
+    import sys
+
+    source = tmp_path / "prompts.jsonl"
+    source.write_text("\n".join(json.dumps(chat_line(f"cli{i}")) for i in range(3)) + "\n")
+    command = [sys.executable, "-m", "serve_app", "batch", "--url", local_app, "submit", str(source)]
+    run = subprocess.run([*command, "--endpoint", CHAT, "--wait"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "completed: 3 completed, 0 failed" in run.stdout
+    written = [json.loads(line) for line in (tmp_path / "prompts.output.jsonl").read_text().splitlines()]
+    assert sorted(line["custom_id"] for line in written) == ["cli0", "cli1", "cli2"]
+    assert not (tmp_path / "prompts.errors.jsonl").exists()
+    assert "completed" in run.stderr  # progress lines (no terminal here), then the summary

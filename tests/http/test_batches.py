@@ -14,10 +14,10 @@ import openai
 import pytest
 
 from serve_app.batch.runner import BatchRunner
-from serve_app.http.routes.batches import display_name
 from serve_app.config import BatchConfig, CacheConfig, GatewayConfig
 from serve_app.gateway.service import STATE_SERVICE
 from serve_app.gateway.sqlite import SQLiteState
+from serve_app.http.routes.batches import display_name
 from tests.fakes import FakeHandle
 from tests.http.support import LLM, assert_envelope
 
