@@ -15,6 +15,7 @@ import asyncio
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from serve_app.batch.lines import PendingLine, answered
@@ -26,8 +27,21 @@ RETRY_WAIT_S = 1.0  # a lost replica or a full queue: Serve routes the retry els
 RETRYABLE = (429, 503)
 
 
+@dataclass(frozen=True)
+class _Row:
+    idx: int
+    custom_id: str
+    body: dict[str, Any]
+
+
 class LineCaller:
-    """A Ray Data actor: calls `batch_line` on the app handle for each line, a bounded number per model at once."""
+    """A Ray Data actor: sends its lines to the app handle, a bounded number per model at once.
+
+    Chat and completion lines go one per call (`batch_line`): the engine batches them continuously,
+    so each finished line makes room for the next. Embedding lines go as the whole block in one call
+    (`batch_embeddings`), one block at a time per actor: an embedding costs less than the calls would.
+    A line refused for a full queue or a lost replica (429, 503) is tried again, up to `attempts` times.
+    """
 
     def __init__(
         self, app_name: str, endpoint: str, owner: str | None, in_flight: int, attempts: int, warm_cache: bool = False
@@ -41,10 +55,17 @@ class LineCaller:
         self._attempts = attempts
         self._warm_cache = warm_cache
         self._gates: dict[str, asyncio.Semaphore] = {}
+        self._block_gate = asyncio.Semaphore(1)
 
     async def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        rows = zip(batch["idx"], batch["custom_id"], batch["body"], strict=True)
-        results = await asyncio.gather(*(self._line(int(i), str(c), json.loads(b)) for i, c, b in rows))
+        rows = [
+            _Row(int(i), str(c), json.loads(b))
+            for i, c, b in zip(batch["idx"], batch["custom_id"], batch["body"], strict=True)
+        ]
+        if self._endpoint == "/v1/embeddings":
+            results = await self._block(rows)
+        else:
+            results = await asyncio.gather(*(self._line(row) for row in rows))
         return {
             "idx": [r.idx for r in results],
             "failed": [r.failed for r in results],
@@ -53,28 +74,54 @@ class LineCaller:
             "output_tokens": [r.output_tokens for r in results],
         }
 
-    async def _line(self, idx: int, custom_id: str, body: dict[str, Any]) -> LineResult:
-        gate = self._gates.setdefault(str(body.get("model")), asyncio.Semaphore(self._in_flight))
+    async def _line(self, row: _Row) -> LineResult:
+        gate = self._gates.setdefault(str(row.body.get("model")), asyncio.Semaphore(self._in_flight))
         for attempt in range(1, self._attempts + 1):
             async with gate:
                 try:
-                    answer = await self._app.batch_line.remote(self._endpoint, body, self._owner, self._warm_cache)
+                    answer = await self._app.batch_line.remote(self._endpoint, row.body, self._owner, self._warm_cache)
+                    status = 200
                 except Exception as exc:
-                    error = as_api_error(exc)
-                    if error.status not in RETRYABLE or attempt == self._attempts:
-                        body_out = error.envelope().model_dump(mode="json")
-                        return LineResult(idx, True, answered(custom_id, error.status, body_out))
-                else:
-                    usage = answer.get("usage") or {}
-                    return LineResult(
-                        idx,
-                        False,
-                        answered(custom_id, 200, answer),
-                        int(usage.get("prompt_tokens") or 0),
-                        int(usage.get("completion_tokens") or 0),
-                    )
+                    status, answer = _refusal(exc)
+            if status not in RETRYABLE or attempt == self._attempts:
+                return _result(row, status, answer)
             await asyncio.sleep(RETRY_WAIT_S * attempt)  # outside the gate: a waiting retry holds no slot
         raise AssertionError("unreachable: the last attempt returns")
+
+    async def _block(self, rows: list[_Row]) -> list[LineResult]:
+        done: dict[int, LineResult] = {}
+        pending = rows
+        for attempt in range(1, self._attempts + 1):
+            async with self._block_gate:
+                try:
+                    bodies = [row.body for row in pending]
+                    answers = await self._app.batch_embeddings.remote(bodies, self._owner, self._warm_cache)
+                except Exception as exc:
+                    answers = [_refusal(exc)] * len(pending)
+            retry = []
+            for row, (status, answer) in zip(pending, answers, strict=True):
+                if status in RETRYABLE and attempt < self._attempts:
+                    retry.append(row)
+                else:
+                    done[row.idx] = _result(row, status, answer)
+            if not retry:
+                break
+            pending = retry
+            await asyncio.sleep(RETRY_WAIT_S * attempt)
+        return [done[row.idx] for row in rows]
+
+
+def _refusal(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    error = as_api_error(exc)
+    return error.status, error.envelope().model_dump(mode="json")
+
+
+def _result(row: _Row, status: int, answer: dict[str, Any]) -> LineResult:
+    if status != 200:
+        return LineResult(row.idx, True, answered(row.custom_id, status, answer))
+    usage = answer.get("usage") or {}
+    tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return LineResult(row.idx, False, answered(row.custom_id, 200, answer), tokens_in, tokens_out)
 
 
 def run_lines(

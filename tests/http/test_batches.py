@@ -162,3 +162,31 @@ def test_a_warm_batch_line_answers_the_same_request_online_from_the_cache(start,
 def test_a_file_name_is_shown_back_without_control_characters():
     assert display_name("../../etc/x\x01\n.jsonl") == "../../etc/x??.jsonl"
     assert display_name(None) == "upload" and len(display_name("a" * 1000)) == 255
+
+
+def test_a_block_of_embedding_lines_is_one_call_per_model(start, serve_ingress, backends, batch_config):
+    from serve_app.protocol import Embedding, EmbeddingResponse, EmbeddingUsage
+
+    def embed_many(requests):
+        return [
+            EmbeddingResponse(
+                data=[Embedding(index=0, embedding=[float(len(r.input))])],
+                model=r.model,
+                usage=EmbeddingUsage(prompt_tokens=1, total_tokens=1),
+                batch_size=1,
+            )
+            for r in requests
+        ]
+
+    embedder = FakeHandle.of("TextEmbedder", embed_many=embed_many)
+    client = serve_ingress({**backends["models"], "embedding": {"minilm": embedder}}, {}, batch=batch_config)
+    bodies = [
+        {"model": "minilm", "input": "ab"},
+        {"model": "nope", "input": "x"},
+        {"input": "x"},
+        {"model": "minilm", "input": "abc"},
+    ]
+    answers = asyncio.run(client.replica.batch_embeddings(bodies))
+    assert [status for status, _ in answers] == [200, 404, 400, 200]
+    assert answers[3][1]["data"][0]["embedding"] == [3.0] and answers[1][1]["error"]["param"] == "model"
+    assert [call.method for call in embedder.calls] == ["embed_many"] and len(embedder.calls[0].args[0]) == 2

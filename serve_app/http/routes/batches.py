@@ -6,9 +6,7 @@ name and never a path. With the gateway, a file and a batch belong to the key th
 (another key gets 404, the master key sees all), a batch may use only the key's models, and each
 line is billed to that key as its online request would be.
 
-A batch line reaches the models through `batch_line` on the app handle (serve_app.batch.dataflow):
-the same routing, aliases, adapters and validation as an online request, after online requests
-to its model have had their turn (serve_app.http.online_load).
+A batch's lines come back through the app handle (serve_app.http.routes.batch_lines).
 """
 
 from __future__ import annotations
@@ -21,36 +19,22 @@ from typing import Annotated, Any, Literal
 
 from fastapi import File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.config import BatchConfig
-from serve_app.errors import InvalidRequest, ServiceUnavailable
-from serve_app.gateway.state import Settlement
-from serve_app.http.answer_cache import warm
 from serve_app.http.app import AUTHENTICATED, JSON_API, UPLOAD_API
 from serve_app.http.auth import allowed_models, current
-from serve_app.http.online_load import OnlineLoad
-from serve_app.http.routes.base import Backends
+from serve_app.http.routes.batch_lines import BatchLines
 from serve_app.http.routing import delete, get, post
 from serve_app.protocol import (
     Batch,
     BatchCreateRequest,
     BatchList,
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
     FileDeleted,
     FileList,
     FileObject,
     UploadPurpose,
 )
 
-REQUEST_TYPES: dict[str, type[BaseModel]] = {
-    "/v1/chat/completions": ChatCompletionRequest,
-    "/v1/completions": CompletionRequest,
-    "/v1/embeddings": EmbeddingRequest,
-}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CHUNK = 1 << 20  # an upload is copied to disk a MiB at a time, never held whole
 
@@ -69,10 +53,7 @@ def display_name(filename: str | None) -> str:
     return _CONTROL.sub("?", filename or "upload")[:255]
 
 
-class BatchRoutes(Backends):
-    _batch: BatchConfig | None
-    _online: OnlineLoad
-
+class BatchRoutes(BatchLines):
     # files
 
     @post("/v1/files", response_model=FileObject, dependencies=UPLOAD_API)
@@ -155,46 +136,6 @@ class BatchRoutes(Backends):
     async def cancel_batch(self, batch_id: str) -> Any:
         return await self._runner().cancel.remote(batch_id, owner())
 
-    # a batch line, for the runner's Ray Data actors (through the app handle)
-
-    async def batch_line(
-        self, endpoint: str, body: dict[str, Any], line_owner: str | None = None, warm_cache: bool = False
-    ) -> dict[str, Any]:
-        """One line's request, answered as its online route would (the answer's dict), or its APIError.
-        `warm_cache` (a batch made with `metadata.cache: warm`) also stores the answer in the gateway's
-        response cache, so the same request online is answered from it."""
-        if body.get("stream"):
-            raise InvalidRequest("A batch line cannot stream; leave `stream` out.", param="stream")
-        config = self._batch_config()
-        model = str(body.get("model"))
-        if config.online_first:
-            await self._online.wait_quiet(model, config.max_online_wait_s)
-        started = time.monotonic()
-        if endpoint == "/v1/chat/completions":
-            answer: Any = await self.chat(body)  # type: ignore[attr-defined]  # LLMRoutes, on the same Ingress
-        elif endpoint == "/v1/completions":
-            answer = await self.completion(body)  # type: ignore[attr-defined]
-        else:
-            answer = await self.embed(body)  # type: ignore[attr-defined]  # VisionRoutes
-        if warm_cache:
-            request_type = REQUEST_TYPES[endpoint]
-            await warm(self._gateway, endpoint, request_type.model_validate(body), answer)
-        if line_owner is not None and self._gateway is not None:
-            # Billed to the key that created the batch, line by line, as its online requests are.
-            self._gateway.settle_later(
-                Settlement(
-                    token=line_owner,
-                    route=endpoint,
-                    status=200,
-                    latency_ms=(time.monotonic() - started) * 1000,
-                    ended_at=time.time(),
-                    model=model,
-                    prompt_tokens=answer.usage.prompt_tokens,
-                    completion_tokens=getattr(answer.usage, "completion_tokens", 0) or 0,
-                )
-            )
-        return answer.model_dump(mode="json")
-
     def _batch_models(self, endpoint: str) -> list[str]:
         """The models a batch for `endpoint` may name: served for that endpoint, and the key's to use."""
         if endpoint == "/v1/embeddings":
@@ -203,11 +144,6 @@ class BatchRoutes(Backends):
             served = set(self._models.served("llm")) | {alias.name for alias in self._traffic.aliases}
         allowed = allowed_models()
         return sorted(served if allowed is None else served & allowed)
-
-    def _batch_config(self) -> BatchConfig:
-        if self._batch is None:
-            raise ServiceUnavailable("The Files and Batch APIs are not configured in this application (`batch:`).")
-        return self._batch
 
     def _files_dir(self) -> Path:
         directory = self._batch_config().files_path(Path("data"))
