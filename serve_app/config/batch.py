@@ -23,7 +23,10 @@ class BatchConfig(_Strict):
     max_file_bytes: int = Field(default=200 << 20, ge=1024, description="Larger uploads to /v1/files get 413.")
     max_lines: int = Field(default=50_000, ge=1, description="A batch's input file may hold this many lines.")
     max_in_flight: int = Field(
-        default=16, ge=1, description="A batch's requests in flight at once, per model deployment."
+        default=12,
+        ge=1,
+        description="A batch's requests in flight at once, per model deployment: keep it under the model's "
+        "max_ongoing_requests, so online requests find a free slot instead of queueing behind the batch.",
     )
     actors: int = Field(
         default=2, ge=1, description="Ray Data actors calling the handles; each keeps its share of max_in_flight."
@@ -33,6 +36,9 @@ class BatchConfig(_Strict):
     )
     online_first: bool = Field(
         default=True, description="Hold a batch's next line for a model while online requests to it are running."
+    )
+    online_grace_s: float = Field(
+        default=0.5, ge=0.0, description="A model counts as busy this long after its last online request ended."
     )
     max_online_wait_s: float = Field(
         default=10.0, ge=0.0, description="A line waits at most this long for online traffic, so no batch starves."

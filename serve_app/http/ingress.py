@@ -63,7 +63,8 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
         self._streaming_services: dict[str, DeploymentHandle] = {}
         self._config = config
         self._batch = batch
-        self._online = OnlineLoad()  # online requests per model, which batch lines let go first
+        # Online requests per model, which batch lines let go first.
+        self._online = OnlineLoad(batch.online_grace_s if batch else 0.0)
         self._statuses = statuses
         self._traffic = TrafficTable()
         self._api_key = required_api_key(config.api_key_env)

@@ -2,7 +2,10 @@
 
 The HTTP routes of chat, completions and embeddings count their requests per model while they
 run (a stream until its last chunk). A batch line for a model waits while that count is above
-zero, so the replicas serve online users first and the batch fills the quiet moments; the wait is
+zero and for a short grace after it falls to zero, so the replicas serve online users first and
+the batch fills the quiet moments. The lines already running finish (a batch keeps fewer in
+flight than the model's `max_ongoing_requests`, so an online request never queues behind
+them at Serve's router); the wait is
 bounded (`batch.max_online_wait_s`), so a batch under constant online load still moves. With several
 Ingress replicas each sees its own share of the online traffic: a line may slip past a busy moment
 another replica saw, never starve.
@@ -24,8 +27,13 @@ POLL_S = 0.02  # how often a waiting line looks again: a tiny model's decode ste
 
 
 class OnlineLoad:
-    def __init__(self) -> None:
+    """`grace_s`: a model stays busy this long after its last online request ended, so a user's next
+    request (a chat turn, a client's sequential loop) does not find the batch back in its way."""
+
+    def __init__(self, grace_s: float = 0.5) -> None:
         self._running: Counter[str] = Counter()
+        self._ended: dict[str, float] = {}
+        self._grace_s = grace_s
 
     @contextmanager
     def serving(self, *models: str) -> Iterator[None]:
@@ -36,6 +44,8 @@ class OnlineLoad:
             yield
         finally:
             self._running.subtract(names)
+            ended = time.monotonic()
+            self._ended.update(dict.fromkeys(names, ended))
 
     async def streaming(self, chunks: AsyncIterator[T], *models: str) -> AsyncIterator[T]:
         with self.serving(*models):
@@ -43,7 +53,10 @@ class OnlineLoad:
                 yield chunk
 
     def busy(self, model: str) -> bool:
-        return self._running[model] > 0
+        if self._running[model] > 0:
+            return True
+        ended = self._ended.get(model)
+        return ended is not None and time.monotonic() - ended < self._grace_s
 
     async def wait_quiet(self, model: str, max_wait_s: float) -> float:
         """Wait while online requests to `model` run, at most `max_wait_s`; the seconds waited."""

@@ -1,4 +1,4 @@
-"""OpenAI's Files and Batch APIs over HTTP, and the app-handle method each batch line comes back through.
+"""OpenAI's Files and Batch APIs over HTTP.
 
 The routes keep no state: records live with the BatchRunner deployment (one replica owning the
 store), file bytes under `batch.files_dir`, named by id only, so a client's file name is a display
@@ -146,6 +146,7 @@ class BatchRoutes(BatchLines):
         return sorted(served if allowed is None else served & allowed)
 
     def _files_dir(self) -> Path:
+        # build_app resolves files_dir against the app's data_dir, so the fallback is never taken there.
         directory = self._batch_config().files_path(Path("data"))
         directory.mkdir(parents=True, exist_ok=True)
         return directory
