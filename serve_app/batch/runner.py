@@ -174,7 +174,7 @@ class BatchRunner:
             if batch.status == "in_progress":
                 batch = await self._run(batch)
             if batch.status in ("finalizing", "cancelling"):
-                self._finalize(batch)
+                self._finalize(batch, "cancelled" if batch.status == "cancelling" else "completed")
         except Exception as exc:
             logger.exception("batch %s failed", batch_id)
             batch = self._store.get_batch(batch_id) or batch
@@ -225,7 +225,7 @@ class BatchRunner:
             return self._finish(batch, "cancelling")
         if self._expired(batch):
             self._expire_rest(batch, lines)
-            return self._finish(batch, "expired")
+            return self._finalize(batch, "expired")
         return self._finish(batch, "finalizing")
 
     def _commit(self, batch: Batch, results: list[LineResult]) -> None:
@@ -248,11 +248,11 @@ class BatchRunner:
         rest = [LineResult(line.idx, True, not_run(line.custom_id, "batch_expired", message)) for line in lines]
         self._store.add_results(batch.id, [r for r in rest if r.idx not in done])
 
-    def _finalize(self, batch: Batch) -> None:
-        final = "cancelled" if batch.status == "cancelling" else "completed"
+    def _finalize(self, batch: Batch, final: str) -> Batch:
+        """Write the output and error files from the stored lines, then end in `final`."""
         batch.output_file_id = self._write_results(batch, failed=False)
         batch.error_file_id = self._write_results(batch, failed=True)
-        self._finish(batch, final)
+        return self._finish(batch, final)
 
     def _write_results(self, batch: Batch, *, failed: bool) -> str | None:
         lines = self._store.result_lines(batch.id, failed)
