@@ -155,7 +155,7 @@ def test_lists_page_by_after(openai_client):
 def test_a_runner_killed_mid_batch_resumes_without_duplicates(openai_client):
     import ray
 
-    lines = [{"custom_id": f"r{i}", "method": "POST", "url": CHAT, "body": long_story(24)} for i in range(40)]
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": CHAT, "body": long_story(16)} for i in range(24)]
     batch = create(openai_client, lines)
     deadline = time.monotonic() + 60
     while openai_client.batches.retrieve(batch.id).request_counts.completed < 4:
@@ -166,9 +166,9 @@ def test_a_runner_killed_mid_batch_resumes_without_duplicates(openai_client):
     ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
     done = wait(openai_client, batch.id, {"completed", "failed"}, timeout_s=180)
     assert done.status == "completed", done.errors
-    assert done.request_counts.completed + done.request_counts.failed == 40
+    assert done.request_counts.completed + done.request_counts.failed == 24
     assert sorted(results(openai_client, done.output_file_id) | results(openai_client, done.error_file_id)) == sorted(
-        f"r{i}" for i in range(40)
+        f"r{i}" for i in range(24)
     )
 
 
