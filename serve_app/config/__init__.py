@@ -31,6 +31,7 @@ from serve_app.config.gpu_plan import (
     GPUPlanConfig,
 )
 from serve_app.config.ingress import (
+    ConsoleConfig,
     IngressConfig,
 )
 from serve_app.config.knowledge import (
@@ -79,6 +80,7 @@ __all__ = [
     "AliasTarget",
     "TrafficConfig",
     # ingress
+    "ConsoleConfig",
     "IngressConfig",
     # speech
     "AlignerConfig",

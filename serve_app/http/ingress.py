@@ -21,6 +21,8 @@ from serve_app.config import ConfigError, GatewayConfig, IngressConfig
 from serve_app.gateway.service import connect_gateway
 from serve_app.http.app import AUTHENTICATED, make_api
 from serve_app.http.auth import allowed_models, required_api_key
+from serve_app.http.ops_metrics import OpsMetrics
+from serve_app.http.routes.console import ConsoleRoutes, ReplicaCounts, serve_replica_counts
 from serve_app.http.routes.keys import KeyRoutes
 from serve_app.http.routes.knowledge import KnowledgeRoutes
 from serve_app.http.routes.llm import LLMRoutes
@@ -42,7 +44,7 @@ def serve_statuses() -> dict[str, str]:
     return {name: status.status for name, status in app.deployments.items()}
 
 
-class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes):
+class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes, ConsoleRoutes):
     """The Ingress replica: its routes, handles and gateway; `Ingress` below is it as a Serve deployment."""
 
     def __init__(
@@ -53,6 +55,8 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
         gateway: GatewayConfig | None = None,
         pipeline_llms: dict[str, str] | None = None,
         statuses: DeploymentStatuses = serve_statuses,
+        replicas: ReplicaCounts = serve_replica_counts,
+        ops_metrics: OpsMetrics | None = None,
     ):
         self._models = models
         self._pipeline_llms = pipeline_llms or {}  # YAML path -> the LLM, adapter or alias it names
@@ -60,6 +64,8 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
         self._streaming_services: dict[str, DeploymentHandle] = {}
         self._config = config
         self._statuses = statuses
+        self._replicas = replicas
+        self._ops = ops_metrics or OpsMetrics(config.console)
         self._traffic = TrafficTable()
         self._api_key = required_api_key(config.api_key_env)
         self._versions: dict[str, str] = {}
