@@ -11,8 +11,9 @@ One precedence for every request, `Authorization: Bearer <key>`:
 4. anything else: 401 `invalid_api_key`, before the body is read (so nobody unauthenticated makes
    the ingress read an upload), and before any model runs.
 
-Probes, the API docs and the console's files (`/ui/`) stay open. The `Caller` rides in a context variable, where the routes'
-admission, usage reports and key routes find it; app-handle callers (no HTTP) have none.
+Probes, the API docs and the console's files (`/ui/`) stay open. The `Caller` rides in a context
+variable, where the routes' admission, usage reports and key routes find it; app-handle callers
+(no HTTP) have none.
 """
 
 from __future__ import annotations

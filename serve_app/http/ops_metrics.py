@@ -174,9 +174,7 @@ class OpsMetrics:
         async with self._lock:
             if self._last is None or self._clock() - self._last.at >= self._config.min_interval_s:
                 await self._scrape()
-        points = [
-            {"t": p["t"], "models": {m: v for m, v in p["models"].items() if models(m)}} for p in self._points
-        ]
+        points = [{"t": p["t"], "models": {m: v for m, v in p["models"].items() if models(m)}} for p in self._points]
         return {
             "object": "console.metrics",
             "interval_s": self._config.min_interval_s,

@@ -57,8 +57,9 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         config = IngressConfig(**ingress)
         replicas = {name: 1 for name in statuses}  # one running replica of each, as Serve would count them
         replica = APIIngress(
-            registry, services or {}, config, gateway, pipeline_llms, statuses=lambda: statuses, replicas=lambda: replicas
-        )
+            registry, services or {}, config, gateway, pipeline_llms,
+            statuses=lambda: statuses, replicas=lambda: replicas,
+        )  # fmt: skip
         if user_config is not None:
             replica.reconfigure(user_config)
         # The client sees what an HTTP client would: a 500 envelope, not the server's traceback.

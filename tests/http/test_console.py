@@ -83,7 +83,10 @@ def exporter():
         "ray_mms_http_requests", "", ["route", "model", "status", "error_type", "replica"], registry=registry
     )
     latency = Histogram(
-        "ray_mms_http_request_duration_seconds", "", ["route", "model", "replica"], buckets=LATENCY_BUCKETS,
+        "ray_mms_http_request_duration_seconds",
+        "",
+        ["route", "model", "replica"],
+        buckets=LATENCY_BUCKETS,
         registry=registry,
     )
     ttft = Histogram(

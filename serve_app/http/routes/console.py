@@ -66,9 +66,7 @@ class ConsoleRoutes(Backends):
                 )
         for alias in self._traffic.aliases:
             if allowed is None or alias.name in allowed:
-                rows.append(
-                    {"id": alias.name, "kind": "llm", "deployment": None, "status": "ALIAS", "replicas": None}
-                )
+                rows.append({"id": alias.name, "kind": "llm", "deployment": None, "status": "ALIAS", "replicas": None})
         return {"object": "list", "data": rows}
 
     def _safe_replicas(self) -> dict[str, int]:
