@@ -81,7 +81,7 @@ export default {
         ...stat("usage", usage ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion = ${usage.total_tokens} tokens` : "–"));
     }
 
-    const go = h("button", { type: "submit" }, "Send");
+    const go = h("button", { type: "submit", id: "send" }, "Send");
     const form = h("form", { class: "grid2", onsubmit: (e) => { e.preventDefault(); busy(go, box, run); } },
       h("fieldset", {}, h("legend", {}, "Settings"),
         field("Model, adapter or alias", model), field("System prompt", system),
