@@ -65,11 +65,19 @@ class Watched:
         )
 
     def open(self, page_id: str) -> float:
-        """Goes to a page; the seconds until it is interactive (its first data in, its controls live)."""
+        """Loads the console on a page; the seconds until it is interactive (its first data in, its controls live)."""
+        self.page.goto("about:blank")
         started = time.perf_counter()
         self.page.goto(f"{self.base}/ui/#/{page_id}")
         self.page.wait_for_selector(f'main[data-page="{page_id}"][data-ready="1"]', timeout=60_000)
         return time.perf_counter() - started
+
+    def wait_until(self, expression: str, timeout_s: float = 60) -> None:
+        """Polls a JS expression (Playwright's wait_for_function evaluates strings, which the CSP forbids)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.page.evaluate(f"() => Boolean({expression})"):
+            assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+            time.sleep(0.2)
 
     def errors_shown(self) -> list[str]:
         return [t for t in self.page.locator("main .error").all_inner_texts() if t.strip()]
@@ -158,9 +166,7 @@ def test_a_video_plays_with_the_apis_vtt_as_its_text_track(console, http, tmp_pa
     page.set_input_files("input[type=file]", str(video))
     page.select_option("select[name=model]", ASR)
     page.get_by_role("button", name="Transcribe").click()
-    page.wait_for_function(
-        "document.querySelector('track') && document.querySelector('track').readyState === 2", timeout=120_000
-    )
+    console.wait_until("document.querySelector('track') && document.querySelector('track').readyState === 2", 120)
     shown = page.evaluate(
         """() => { const v = document.querySelector('video'); return Array.from(v.textTracks[0].cues)
             .map(c => [c.id, c.startTime, c.endTime, c.text]); }"""
@@ -175,7 +181,7 @@ def test_a_video_plays_with_the_apis_vtt_as_its_text_track(console, http, tmp_pa
     assert expected, "the API's VTT has no cue to compare"
     assert [(i, pytest.approx(s, abs=1e-3), pytest.approx(e, abs=1e-3), t) for i, s, e, t in expected] == shown
     page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; return v.play(); }")
-    page.wait_for_function("document.querySelector('video').currentTime > 0.2", timeout=30_000)
+    console.wait_until("document.querySelector('video').currentTime > 0.2", 30)
     assert page.locator("#transcript table tbody tr").count() > 0  # the word timings
     page.screenshot(path=str(ARTIFACTS / "speech-transcribed.png"), full_page=True)
     assert console.problems == []
