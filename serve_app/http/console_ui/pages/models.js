@@ -10,17 +10,23 @@ export default {
     const body = h("div", { id: "models-table" });
     const stamp = h("p", { class: "muted", role: "status" });
     root.append(box, stamp, body);
+    // The cards first, then each deployment's health and replicas as Serve reports them (a slower call).
+    const render = (cards, health) => {
+      body.replaceChildren(table(["id", "kind", "engine", "version", "base / targets", "deployment", "status", "replicas"],
+        cards.map((c) => {
+          const d = health ? health.get(c.id) || {} : {};
+          const targets = c.targets ? c.targets.map((t) => `${t.model} ${t.weight}%`).join(", ") + (c.fallback ? ` (fallback ${c.fallback})` : "") : c.parent || "";
+          return [c.id, c.kind, c.engine, c.version, targets, health ? d.deployment || "Ingress" : "…",
+            h("span", { class: `status ${String(d.status || "").toLowerCase()}` }, health ? d.status || "?" : "…"), health ? d.replicas ?? "–" : "…"];
+        }), "Served models"));
+    };
     const refresh = async () => {
       try {
-        const [cards, deployments] = await Promise.all([models(), call("console/deployments")]);
-        const health = new Map(deployments.data.map((d) => [d.id, d]));
-        body.replaceChildren(table(["id", "kind", "engine", "version", "base / targets", "deployment", "status", "replicas"],
-          cards.map((c) => {
-            const d = health.get(c.id) || {};
-            const targets = c.targets ? c.targets.map((t) => `${t.model} ${t.weight}%`).join(", ") + (c.fallback ? ` (fallback ${c.fallback})` : "") : c.parent || "";
-            return [c.id, c.kind, c.engine, c.version, targets, d.deployment || "Ingress",
-              h("span", { class: `status ${String(d.status || "").toLowerCase()}` }, d.status || "?"), d.replicas ?? "–"];
-          }), "Served models"));
+        const deployments = call("console/deployments");
+        deployments.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+        const cards = await models();
+        if (!body.firstChild) render(cards, null);
+        render(cards, new Map((await deployments).data.map((d) => [d.id, d])));
         stamp.textContent = `${cards.length} models · refreshed ${new Date().toLocaleTimeString()}`;
         box.clear();
       } catch (err) {
