@@ -110,6 +110,11 @@ def test_every_page_loads_clean_and_interactive(console, browser, local_app, htt
     for page_id in PAGES:
         console.open(page_id)  # the first visit warms the routes behind the page
         timings[page_id] = {"load_ms": round(console.open(page_id) * 1000, 1)}
+        if page_id == "models":  # interactive with the cards; health and replicas follow
+            started = time.perf_counter()
+            console.page.wait_for_selector('#models-table[data-health="1"]', timeout=30_000)
+            timings[page_id]["health_after_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            assert console.page.locator("#models-table tbody tr").count() >= 10
         assert console.errors_shown() == [], page_id
         console.page.screenshot(path=str(ARTIFACTS / f"{page_id}.png"), full_page=True)
     console.open("keys")  # the one page that calls nothing before it is asked

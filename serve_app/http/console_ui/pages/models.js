@@ -20,19 +20,22 @@ export default {
             h("span", { class: `status ${String(d.status || "").toLowerCase()}` }, health ? d.status || "?" : "…"), health ? d.replicas ?? "–" : "…"];
         }), "Served models"));
     };
+    let first = await models(); // interactive once the cards are in; health and replicas follow
+    render(first, null);
     const refresh = async () => {
       try {
         const deployments = call("console/deployments");
         deployments.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
-        const cards = await models();
-        if (!body.firstChild) render(cards, null);
+        const cards = first || (await models());
+        first = null;
         render(cards, new Map((await deployments).data.map((d) => [d.id, d])));
+        body.dataset.health = "1";
         stamp.textContent = `${cards.length} models · refreshed ${new Date().toLocaleTimeString()}`;
         box.clear();
       } catch (err) {
         box.show(err);
       }
     };
-    await every(10000, signal, refresh);
+    every(10000, signal, refresh);
   },
 };

@@ -53,7 +53,9 @@ export default {
         h("h3", {}, "Transcript"),
         h("p", { class: "transcript-text" }, verbose.text),
         h("p", { class: "muted" }, `${verbose.language || "?"} · ${Number(verbose.duration || 0).toFixed(2)} s · ${verbose.aligned ? "aligned" : "not aligned"}${verbose.alignment_note ? ` (${verbose.alignment_note})` : ""}`),
-        table(["word", "start (s)", "end (s)"], words.map((w) => [w.word, Number(w.start).toFixed(2), Number(w.end).toFixed(2)]), "Word timings"),
+        words.length
+          ? table(["word", "start (s)", "end (s)"], words.map((w) => [w.word, Number(w.start).toFixed(2), Number(w.end).toFixed(2)]), "Word timings")
+          : table(["segment", "start (s)", "end (s)"], (verbose.segments || []).map((s) => [s.text, Number(s.start).toFixed(2), Number(s.end).toFixed(2)]), "Segment timings (no word timings for this audio)"),
         h("div", { class: "row" },
           button("Download VTT", () => download(`${file.name}.vtt`, vtt, "text/vtt")),
           button("Download SRT", (e) => busy(e.currentTarget, box, async () => {

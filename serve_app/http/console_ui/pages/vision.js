@@ -36,8 +36,8 @@ export default {
       const min = Number(conf.value);
       confShown.textContent = min.toFixed(2);
       if (!result) return;
-      view.replaceChildren(overlay(url, result.width, result.height, result.detections, min),
-        min < requested ? h("p", { class: "muted" }, `Detected at ${requested.toFixed(2)}: detect again to see boxes below it.`) : null);
+      view.replaceChildren(overlay(url, result.width, result.height, result.detections, min));
+      if (min < requested) view.append(h("p", { class: "muted" }, `Detected at ${requested.toFixed(2)}: detect again to see boxes below it.`));
     };
     conf.addEventListener("input", draw);
     const zone = dropZone("Image", "image/*", (f) => {
