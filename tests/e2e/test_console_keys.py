@@ -65,15 +65,16 @@ def test_a_key_made_in_the_page_chats_then_fails_once_blocked(browser, gw):  # n
     console.open("keys")  # the master key is remembered for the tab
     page.get_by_role("button", name="Block console-e2e").click()
     page.wait_for_selector("#key-list >> text=blocked")
+    # Blocked, the key is refused from the chat page's first call on: the page shows the envelope's message.
     console.open("chat")
-    chat(page)
-    page.wait_for_selector("main .error:not([hidden])", timeout=60_000)
-    with httpx.Client(base_url=gw, timeout=60) as http:
+    page.wait_for_selector("main .error", timeout=60_000)
+    with httpx.Client(base_url=gw, timeout=60, headers={"authorization": f"Bearer {key}"}) as http:
+        listed = http.get("/v1/models")
         refused = http.post(
             "/v1/chat/completions",
             json={"model": LLM, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
-            headers={"authorization": f"Bearer {key}"},
         )
-    assert refused.status_code in (401, 403)
-    assert console.errors_shown() == [refused.json()["error"]["message"]]
+    assert refused.status_code == listed.status_code and refused.status_code in (401, 403)
+    assert console.errors_shown() == [listed.json()["error"]["message"]] == [refused.json()["error"]["message"]]
+    page.screenshot(path=str(ARTIFACTS / "chat-blocked-key.png"), full_page=True)
     context.close()
