@@ -28,7 +28,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def gw(serve_http, tmp_path_factory) -> str:
     app = gateway_app(APP, tmp_path_factory.mktemp("console-gateway"), MASTER, ingress_replicas=1)
-    app["args"].setdefault("ingress", {})["console"] = {"enabled": True}
+    assert app["args"]["ingress"]["console"]["enabled"], "configs/gateway.yaml serves the console"
     with serve_harness.beside(app, timeout_s=600):
         yield f"{serve_http}/{APP}"
 
