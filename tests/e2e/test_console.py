@@ -210,7 +210,12 @@ def test_a_video_plays_with_the_apis_vtt_as_its_text_track(console, http, tmp_pa
     ]
     page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; return v.play(); }")
     console.wait_until("document.querySelector('video').currentTime > 0.2", 30)
-    assert page.locator("#transcript table tbody tr").count() > 0  # the word timings
+    assert page.locator("#transcript table tbody tr").count() > 0  # the word (or segment) timings
+    # The video-summary pipeline, its stages drawn as a waterfall.
+    page.get_by_role("button", name="Summarise (video-summary pipeline)").click()
+    page.wait_for_selector("#summary figure", timeout=120_000)
+    stages = page.locator("#summary g.stage").evaluate_all("gs => gs.map(g => g.dataset.stage)")
+    assert stages == ["decode", "transcribe", "align", "diarize", "summarise"]
     page.screenshot(path=str(ARTIFACTS / "speech-transcribed.png"), full_page=True)
     assert console.problems == []
 
@@ -297,6 +302,10 @@ def test_untrusted_text_stays_text(console, http, tmp_path):
         page.wait_for_selector("#collection table")
         cells = page.locator("#collection table td").all_inner_texts()
         assert PAYLOAD in cells
+        page.fill("input[name=query]", "quotes")
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.wait_for_selector("#hits table")
+        assert PAYLOAD in page.locator("#hits table td").all_inner_texts()
         # A file name is shown as given, too.
         evil = tmp_path / "a<img src=x onerror=window.__pwned=3>.png"
         evil.write_bytes(png())
