@@ -133,6 +133,8 @@ def test_every_page_loads_clean_and_interactive(console, browser, local_app, htt
         timings[path] = round((time.perf_counter() - started) * 1000, 1)
     assert console.problems == []
     (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=1))
+    # The Operations page read the app's own exporter (Ray's port, reached by the Ingress, not the browser).
+    assert http.get("/console/metrics").json()["sources"] >= 1
     # Readable at a phone's width: every page fits 390 px without sideways scrolling.
     phone = browser.new_context(viewport={"width": 390, "height": 844})
     small = Watched(phone.new_page(), local_app)
