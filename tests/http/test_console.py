@@ -144,3 +144,15 @@ def test_quantile_interpolates_like_histogram_quantile():
     assert quantile(0.75, buckets) == pytest.approx(0.3)
     assert quantile(0.5, {0.1: 0.0, float("inf"): 0.0}) is None
     assert quantile(0.99, {0.1: 0.0, float("inf"): 5.0}) == pytest.approx(0.1)
+
+
+def test_every_console_file_ships_as_package_data():
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((FILES.parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["serve_app.http"]
+    for path in FILES.rglob("*"):
+        if path.is_file():
+            name = path.relative_to(FILES.parent).as_posix()
+            assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not in pyproject's package-data"
