@@ -147,12 +147,12 @@ def test_quantile_interpolates_like_histogram_quantile():
 
 
 def test_every_console_file_ships_as_package_data():
-    import fnmatch
     import tomllib
+    from pathlib import PurePosixPath
 
     pyproject = tomllib.loads((FILES.parents[2] / "pyproject.toml").read_text())
     globs = pyproject["tool"]["setuptools"]["package-data"]["serve_app.http"]
     for path in FILES.rglob("*"):
         if path.is_file():
-            name = path.relative_to(FILES.parent).as_posix()
-            assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not in pyproject's package-data"
+            name = PurePosixPath(path.relative_to(FILES.parent).as_posix())
+            assert any(name.match(g) for g in globs), f"{name} is not in pyproject's package-data"
