@@ -31,8 +31,8 @@ test-heavy: install models test-tools
 	$(PY) -m pytest -m heavy --durations=15
 
 # The inner loop: lint, types, unit and HTTP-layer tests; no Ray, no model loading beyond tokenizers.
-# mypy checks the contracts, the gateway, the HTTP layer and the LLM wing (config: pyproject.toml).
-MYPY_PATHS := serve_app/protocol serve_app/config serve_app/gateway serve_app/http deployments/llm
+# mypy checks the contracts, the gateway, the HTTP layer, the batch runner and the LLM wing (pyproject.toml).
+MYPY_PATHS := serve_app/protocol serve_app/config serve_app/gateway serve_app/http serve_app/batch deployments/llm
 test-fast: install models
 	$(PY) -m ruff check .
 	$(PY) -m mypy $(MYPY_PATHS)
@@ -89,6 +89,7 @@ bench: install models test-tools
 	$(PY) benchmarks/video_rtf.py --seconds 120
 	$(PY) benchmarks/llm_variants.py
 	$(PY) benchmarks/gateway_overhead.py
+	$(PY) benchmarks/batch_throughput.py
 
 clean:
 	rm -rf $(VENV) .tools data .pytest_cache

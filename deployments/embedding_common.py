@@ -1,7 +1,9 @@
-"""What the embedding deployments share: their card, the OpenAI `embed` method, response shaping, batch statistics."""
+"""What the embedding deployments share: their card, the OpenAI `embed` method (and `embed_many`, a batch's
+lines in one call), response shaping, batch statistics."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import ClassVar
 
@@ -9,7 +11,7 @@ import numpy as np
 
 from deployments.base import ModelDeployment
 from deployments.batch_stats import BatchStats
-from serve_app.errors import InvalidRequest, parse_request
+from serve_app.errors import APIError, InvalidRequest, as_api_error, parse_request
 from serve_app.protocol import (
     Embedding,
     EmbeddingInput,
@@ -76,6 +78,12 @@ class EmbeddingDeployment(ModelDeployment):
 
     def stats(self) -> dict:
         return self._stats.snapshot()
+
+    async def embed_many(self, requests: list[EmbeddingRequest | dict]) -> list[EmbeddingResponse | APIError]:
+        """Many requests in one call (a batch's lines): each answered as `embed` answers it, or with its own
+        error; their inputs share the model's batches, and the caller makes one handle call, not one each."""
+        answers = await asyncio.gather(*(self.embed(request) for request in requests), return_exceptions=True)
+        return [a if isinstance(a, EmbeddingResponse) else as_api_error(a) for a in answers]
 
     async def embed(self, request: EmbeddingRequest | dict) -> EmbeddingResponse:
         request = parse_request(EmbeddingRequest, request)

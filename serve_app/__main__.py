@@ -141,6 +141,18 @@ def _keys(args: argparse.Namespace) -> int:
     return keys_cli.run(args)
 
 
+def _batch_args(parser: argparse.ArgumentParser) -> None:
+    from serve_app.tools import batch_cli
+
+    batch_cli.add_arguments(parser)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from serve_app.tools import batch_cli
+
+    return batch_cli.run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("`serve run CONFIG` on a fresh local Ray (dashboard off), announcing readiness", _run_args, _run),
     "plan": Command("print a config's GPU plan; exit 1 when a budget does not fit its fraction", _plan_args, _plan),
@@ -158,6 +170,9 @@ COMMANDS: dict[str, Command] = {
         _keys_args,
         _keys,
     ),
+    "batch": Command(
+        "a JSONL file through the Batch API of a running server (submit --wait, status, cancel)", _batch_args, _batch
+    ),  # fmt: skip
 }
 
 

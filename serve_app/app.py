@@ -33,7 +33,14 @@ def build_app(args: dict) -> Application:
         from serve_app.gateway.service import STATE_SERVICE
 
         services[STATE_SERVICE] = EmbeddedGatewayState.bind(config.data_dir)
-    return Ingress.bind(models, services, config.ingress, config.gateway, config.pipeline_llms)
+    batch = None
+    if config.batch is not None:
+        from deployments.batch_runner import BatchRunner
+
+        # Resolved once here, so the Ingress (uploads) and the runner (results) share one directory.
+        batch = config.batch.model_copy(update={"files_dir": config.batch.files_path(config.data_dir)})
+        services["batch_runner"] = BatchRunner.bind(batch, config.data_dir)
+    return Ingress.bind(models, services, config.ingress, config.gateway, config.pipeline_llms, batch)
 
 
 def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Application:

@@ -21,6 +21,9 @@ scrape of Ray 2.60):
 | ray_mms_vector_store_operation_seconds_* | histogram, STORE_BUCKETS | operation |
 | ray_mms_pipeline_stage_seconds_* | histogram, LATENCY_BUCKETS | pipeline, stage |
 | ray_mms_pipeline_runs_total | counter | pipeline, outcome |
+| ray_mms_batches | gauge | status |
+| ray_mms_batch_lines_total | counter | outcome |
+| ray_mms_batch_online_waits_total | counter | model |
 | ray_mms_model_info | gauge (= 1) | model, kind, version, engine, device |
 | ray_mms_gpu_memory_used_bytes | gauge | (none) |
 | ray_mms_gpu_memory_budget_bytes | gauge | (none) |
@@ -255,6 +258,11 @@ PIPELINE_STAGE_SECONDS = _histogram(
     "stage",
 )
 PIPELINE_RUNS = _counter("mms_pipeline_runs", "Pipeline runs by outcome: ok, error, cancelled.", "pipeline", "outcome")
+BATCHES = _gauge("mms_batches", "Batches of the Batch API by status (set by the runner).", "status")
+BATCH_LINES = _counter("mms_batch_lines", "Batch lines finished, by outcome: completed, failed.", "outcome")
+BATCH_ONLINE_WAITS = _counter(
+    "mms_batch_online_waits", "Batch lines held back because online requests to their model came first.", "model"
+)
 MODEL_INFO = _gauge(
     "mms_model_info",
     "1 per loaded model replica; the labels say what it serves.",

@@ -18,6 +18,9 @@ from serve_app.config.app import (
     parse_app_config,
     validation_problems,
 )
+from serve_app.config.batch import (
+    BatchConfig,
+)
 from serve_app.config.common import (
     BatchingConfig,
 )
@@ -69,6 +72,7 @@ from serve_app.config.vision import (
 )
 
 __all__ = [
+    "BatchConfig",
     # common
     "BatchingConfig",
     # llm

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
+from serve_app.config.batch import BatchConfig
 from serve_app.config.common import _repeated, _Strict
 from serve_app.config.gateway import GatewayConfig
 from serve_app.config.gpu_plan import GPUPlanConfig
@@ -41,6 +42,9 @@ class AppConfig(_Strict):
     )
     gateway: GatewayConfig | None = Field(
         default=None, description="API keys, limits, budgets, usage and the response cache; unset: off."
+    )
+    batch: BatchConfig | None = Field(
+        default=None, description="OpenAI's Files and Batch APIs, run on Ray Data; unset: not served."
     )
 
     @model_validator(mode="after")

@@ -47,6 +47,21 @@ async def cached(request: Request, body: BaseModel, compute: Callable[[], Awaita
     return answer
 
 
+async def warm(gateway: Any, path: str, body: BaseModel, answer: BaseModel) -> bool:
+    """Store `answer` as the cached answer to `body` on `path` (a batch's precompute, `metadata.cache: warm`):
+    an online request identical to it, from a caller the cache serves, is then a hit. Only what the cache
+    would store for an online request: a deterministic request, under the cache's own TTL and bounds."""
+    fields = body.model_dump(mode="json", exclude_unset=True)
+    if gateway is None or gateway.cache is None or not deterministic(path, fields):
+        return False
+    try:
+        version = await gateway.model_version(fields["model"])
+    except Exception:
+        return False
+    gateway.cache.put(cache_key(path, version, fields), _JSON, bytes(JSONResponse(jsonable(answer)).body))
+    return True
+
+
 def jsonable(answer: BaseModel) -> Any:
     """What FastAPI's response_model would send for `answer`, so a hit and a miss are the same bytes."""
     return answer.model_dump(mode="json")

@@ -51,6 +51,7 @@ def make_api(
     api_key: str | None = None,
     gateway: Gateway | None = None,
     served_models: Callable[[], frozenset[str]] = frozenset,
+    upload_limits: dict[str, int] | None = None,
 ) -> FastAPI:
     """The app one Ingress replica serves: `routes`' marked methods, behind the middlewares its config asks for."""
     middleware = []
@@ -58,7 +59,7 @@ def make_api(
         middleware.append(Middleware(RequestMetrics, served_models=served_models))
     if api_key is not None or gateway is not None:
         middleware.append(Middleware(Authentication, api_key=api_key, gateway=gateway))
-    middleware.append(Middleware(BodySizeLimit, limits=config))
+    middleware.append(Middleware(BodySizeLimit, limits=config, upload_limits=upload_limits or {}))
     if gateway is not None:
         middleware.append(Middleware(Metering, gateway=gateway))
     app = FastAPI(

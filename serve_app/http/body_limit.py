@@ -6,20 +6,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.config import IngressConfig
 from serve_app.errors import PayloadTooLarge
+from serve_app.http.auth import app_path
 from serve_app.http.errors import send_error
 from serve_app.http.media_types import media_type
 
 
 class BodySizeLimit:
-    """Multipart uploads get `max_upload_bytes`, everything else `max_request_bytes`.
+    """Multipart uploads get `max_upload_bytes` (or their path's own, `upload_limits`: the Files API
+    takes batch files far bigger than a photo), everything else `max_request_bytes`.
 
     A declared Content-Length is refused up front; a chunked body is counted as it
     streams and cut off at the limit (the app sees a disconnect, the client a 413).
     """
 
-    def __init__(self, app: ASGIApp, limits: IngressConfig):
+    def __init__(self, app: ASGIApp, limits: IngressConfig, upload_limits: dict[str, int] | None = None):
         self.app = app
         self._limits = limits
+        self._upload_limits = upload_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -28,7 +31,9 @@ class BodySizeLimit:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         limits = self._limits
         multipart = media_type(headers) == "multipart/form-data"
-        limit = limits.max_upload_bytes if multipart else limits.max_request_bytes
+        limit = limits.max_request_bytes
+        if multipart:
+            limit = self._upload_limits.get(app_path(scope), limits.max_upload_bytes)
         kind = "Upload" if multipart else "Request body"
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:

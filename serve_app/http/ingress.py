@@ -17,11 +17,13 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.common.model_registry import ModelRegistry
-from serve_app.config import ConfigError, GatewayConfig, IngressConfig
+from serve_app.config import BatchConfig, ConfigError, GatewayConfig, IngressConfig
 from serve_app.gateway.service import connect_gateway
 from serve_app.http.app import AUTHENTICATED, make_api
 from serve_app.http.auth import allowed_models, required_api_key
+from serve_app.http.online_load import OnlineLoad
 from serve_app.http.ops_metrics import OpsMetrics
+from serve_app.http.routes.batches import BatchRoutes
 from serve_app.http.routes.console import ConsoleRoutes, ReplicaCounts, serve_replica_counts
 from serve_app.http.routes.keys import KeyRoutes
 from serve_app.http.routes.knowledge import KnowledgeRoutes
@@ -44,7 +46,7 @@ def serve_statuses() -> dict[str, str]:
     return {name: status.status for name, status in app.deployments.items()}
 
 
-class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes, ConsoleRoutes):
+class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes, BatchRoutes, ConsoleRoutes):
     """The Ingress replica: its routes, handles and gateway; `Ingress` below is it as a Serve deployment."""
 
     def __init__(
@@ -54,6 +56,7 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
         config: IngressConfig,
         gateway: GatewayConfig | None = None,
         pipeline_llms: dict[str, str] | None = None,
+        batch: BatchConfig | None = None,
         statuses: DeploymentStatuses = serve_statuses,
         replicas: ReplicaCounts = serve_replica_counts,
         ops_metrics: OpsMetrics | None = None,
@@ -63,6 +66,8 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
         self._services = services
         self._streaming_services: dict[str, DeploymentHandle] = {}
         self._config = config
+        self._batch = batch
+        self._online = OnlineLoad()  # online requests per model, which batch lines let go first
         self._statuses = statuses
         self._replicas = replicas
         self._ops = ops_metrics or OpsMetrics(config.console)
@@ -75,7 +80,12 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
     def build_api(self) -> FastAPI:
         """This replica's app: its routes behind the middlewares its config asks for."""
         return make_api(
-            self, self._config, api_key=self._api_key, gateway=self._gateway, served_models=lambda: self._served_ids
+            self,
+            self._config,
+            api_key=self._api_key,
+            gateway=self._gateway,
+            served_models=lambda: self._served_ids,
+            upload_limits={"/v1/files": self._batch.max_file_bytes} if self._batch else None,
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

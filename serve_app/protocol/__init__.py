@@ -5,7 +5,7 @@ OpenAI API is marked "extension" in its description.
 
 Each type is defined once, so the ingress, the pipelines and a notebook calling a
 handle agree on every shape. One module per domain (common, llm, speech, vision,
-knowledge, pipelines, gateway) keeps a change to one domain's shapes in one file; import
+knowledge, pipelines, gateway, batch) keeps a change to one domain's shapes in one file; import
 from this package, not from the modules, so a type can move between them without
 breaking a caller. The modules depend one way only, common <- llm, speech,
 vision <- knowledge <- pipelines, and import neither torch nor ray
@@ -13,6 +13,32 @@ vision <- knowledge <- pipelines, and import neither torch nor ray
 without a model stack.
 """
 
+from serve_app.protocol.batch import (
+    BATCH_ENDPOINTS,
+    FINAL_STATUSES,
+    METADATA_KEY_CHARS,
+    METADATA_PAIRS,
+    METADATA_VALUE_CHARS,
+    Batch,
+    BatchCreateRequest,
+    BatchEndpoint,
+    BatchError,
+    BatchErrors,
+    BatchInputLine,
+    BatchLineError,
+    BatchLineResponse,
+    BatchList,
+    BatchOutputLine,
+    BatchRequestCounts,
+    BatchStatus,
+    BatchUsage,
+    FileDeleted,
+    FileList,
+    FileObject,
+    FilePurpose,
+    UploadPurpose,
+    check_metadata,
+)
 from serve_app.protocol.common import (
     INT64_MAX,
     INT64_MIN,
@@ -137,6 +163,31 @@ from serve_app.protocol.vision import (
 )
 
 __all__ = [
+    # batch
+    "BATCH_ENDPOINTS",
+    "FINAL_STATUSES",
+    "METADATA_KEY_CHARS",
+    "METADATA_PAIRS",
+    "METADATA_VALUE_CHARS",
+    "UploadPurpose",
+    "Batch",
+    "BatchCreateRequest",
+    "BatchEndpoint",
+    "BatchError",
+    "BatchErrors",
+    "BatchInputLine",
+    "BatchLineError",
+    "BatchLineResponse",
+    "BatchList",
+    "BatchOutputLine",
+    "BatchRequestCounts",
+    "BatchStatus",
+    "BatchUsage",
+    "FileDeleted",
+    "FileList",
+    "FileObject",
+    "FilePurpose",
+    "check_metadata",
     # common
     "Deleted",
     "ErrorDetail",

@@ -13,7 +13,7 @@ import ray
 from starlette.testclient import TestClient
 
 from serve_app.common.model_registry import ModelRegistry
-from serve_app.config import GatewayConfig, IngressConfig
+from serve_app.config import BatchConfig, GatewayConfig, IngressConfig
 from serve_app.http.ingress import APIIngress
 from tests.fakes import FakeHandle
 from tests.http.support import ASR, DETECTOR, LLM, asr, detector, llm  # noqa: F401 (the fake models' fixtures)
@@ -41,13 +41,13 @@ def backends(llm, asr, detector) -> dict[str, Any]:  # noqa: F811 (pytest passes
 
 @pytest.fixture()
 def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
-    """`serve_ingress(models, services, api_key=, gateway=, llm_adapters=, user_config=, pipeline_llms=,
+    """`serve_ingress(models, services, api_key=, gateway=, llm_adapters=, user_config=, pipeline_llms=, batch=,
     unhealthy={deployment: status}, **IngressConfig fields)` -> a client of its own replica (`client.replica`)."""
     clients = ExitStack()
 
     def start(models: dict, services: dict | None = None, *, api_key: str | None = None, unhealthy=None,
               gateway: GatewayConfig | None = None, llm_adapters=None, user_config=None, pipeline_llms=None,
-              **ingress: Any) -> TestClient:  # fmt: skip
+              batch: BatchConfig | None = None, **ingress: Any) -> TestClient:  # fmt: skip
         if api_key is not None:
             monkeypatch.setenv(KEY_ENV, api_key)
             ingress["api_key_env"] = KEY_ENV
@@ -57,7 +57,7 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         config = IngressConfig(**ingress)
         replicas = {name: 1 for name in statuses}  # one running replica of each, as Serve would count them
         replica = APIIngress(
-            registry, services or {}, config, gateway, pipeline_llms,
+            registry, services or {}, config, gateway, pipeline_llms, batch,
             statuses=lambda: statuses, replicas=lambda: replicas,
         )  # fmt: skip
         if user_config is not None:

@@ -210,6 +210,7 @@ OTHER_DEPLOYMENTS = {
     "VideoSummary": "pipelines.video_summary",
     "ImageRAG": "pipelines.image_rag",
     "GatewayState": "deployments.gateway_state",
+    "BatchRunner": "deployments.batch_runner",
     "Ingress": "serve_app.http.ingress",
 }
 # Deployments whose class has another name, because the deployment's is a protocol type's or a

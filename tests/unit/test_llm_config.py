@@ -95,7 +95,7 @@ def test_the_gpu_plan_checks_every_llms_vllm_pool():
 def test_the_builder_binds_one_deployment_per_llm_and_routes_adapters_to_their_base():
     adapters = [{"name": "small-lora", "model": "a", "version": "v1"}]
     app = build_app({"llms": [llm(adapters=adapters), llm(served_name="large", version="v2")]})
-    models, _services, _config, _gateway, _pipelines = app._bound_deployment.init_args
+    models, _services, _config, _gateway, _pipelines, _batch = app._bound_deployment.init_args
     llms = models.handles["llm"]
     assert {name: h._bound_deployment.name for name, h in llms.items()} == {
         "small": "LLM-small",

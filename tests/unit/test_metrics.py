@@ -21,7 +21,7 @@ def recorded(monkeypatch) -> RecordedMetrics:
 
 def test_the_catalogue_names_each_metric_once_under_the_mms_prefix():
     names = [m.name for m in metrics.CATALOGUE]
-    assert len(names) == len(set(names)) == 16
+    assert len(names) == len(set(names)) == 19
     assert all(name.startswith("mms_") for name in names)
     assert not any(SERVE_TAGS & set(m.tag_keys) for m in metrics.CATALOGUE)
 

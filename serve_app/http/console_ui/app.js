@@ -8,9 +8,9 @@ import vision from "./pages/vision.js";
 import knowledge from "./pages/knowledge.js";
 import keyAdmin from "./pages/keys.js";
 import operations from "./pages/operations.js";
+import batches from "./pages/batches.js";
 
-// The Batches page (pages/batches.js) joins this list once the Batch API is served.
-export const PAGES = [models, chat, speech, vision, knowledge, keyAdmin, operations];
+export const PAGES = [models, chat, speech, vision, knowledge, batches, keyAdmin, operations];
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");

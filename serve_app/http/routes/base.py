@@ -12,6 +12,7 @@ from serve_app.errors import NotFound, ServiceUnavailable
 from serve_app.gateway.service import Gateway
 from serve_app.http.auth import authorize_model
 from serve_app.http.metrics import note_model
+from serve_app.http.online_load import OnlineLoad
 from serve_app.http.traffic import TrafficTable
 from serve_app.protocol import ImageRAGRequest, VideoSummaryOptions
 
@@ -35,6 +36,7 @@ class Backends:
     _gateway: Gateway | None
     _traffic: TrafficTable
     _pipeline_llms: dict[str, str]
+    _online: OnlineLoad  # online requests per model: batch lines wait for them (serve_app.http.online_load)
 
     def _model(self, kind: str, name: str) -> DeploymentHandle:
         authorize_model(name)  # the gateway: 403 for a model outside the key's `models`

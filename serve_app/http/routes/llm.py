@@ -71,8 +71,10 @@ class LLMRoutes(Backends):
         routed = self._route(body, request)
         if body.stream:
             chunks = self._chat_stream(self._asking_usage(body), routed)
+            chunks = self._online.streaming(chunks, body.model, routed.model)
             return _with_headers(await sse_response(_metered_stream(chunks, body.include_usage_in_stream)), routed)
-        answer = await cached(request, body, lambda: _metered(self._chat(body, routed)))
+        with self._online.serving(body.model, routed.model):
+            answer = await cached(request, body, lambda: _metered(self._chat(body, routed)))
         _with_headers(answer if isinstance(answer, Response) else response, routed)  # a cached answer is a Response
         return answer
 
@@ -83,8 +85,10 @@ class LLMRoutes(Backends):
         routed = self._route(body, request)
         if body.stream:
             chunks = self._completion_stream(self._asking_usage(body), routed)
+            chunks = self._online.streaming(chunks, body.model, routed.model)
             return _with_headers(await sse_response(_metered_stream(chunks, body.include_usage_in_stream)), routed)
-        answer = await cached(request, body, lambda: _metered(self._completion(body, routed)))
+        with self._online.serving(body.model, routed.model):
+            answer = await cached(request, body, lambda: _metered(self._completion(body, routed)))
         _with_headers(answer if isinstance(answer, Response) else response, routed)  # a cached answer is a Response
         return answer
 

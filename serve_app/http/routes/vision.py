@@ -69,7 +69,8 @@ class VisionRoutes(Backends):
 
     @post("/v1/embeddings", response_model=EmbeddingResponse, dependencies=JSON_BODY)
     async def embeddings(self, body: Annotated[EmbeddingRequest, Depends(admitted_embedding)], request: Request) -> Any:
-        return await cached(request, body, lambda: self.embed(body))
+        with self._online.serving(body.model):
+            return await cached(request, body, lambda: self.embed(body))
 
     @post(
         "/v1/pipelines/image-rag",

@@ -111,6 +111,9 @@ GPU_MEMORY_USED = _gauge(
 GPU_MEMORY_BUDGET = _gauge(
     "mms_gpu_memory_budget_bytes", ("deployment",), "the deployment's gpu_plan memory budget per replica"
 )
+BATCHES = _gauge("mms_batches", ("status",), "Batch API batches by status")
+BATCH_LINES = _counter("mms_batch_lines", ("outcome",), "Batch API lines finished, completed or failed")
+BATCH_ONLINE_WAITS = _counter("mms_batch_online_waits", ("model",), "batch lines held back for online requests")
 
 APP_METRICS = (
     HTTP_REQUESTS,
@@ -129,6 +132,9 @@ APP_METRICS = (
     MODEL_INFO,
     GPU_MEMORY_USED,
     GPU_MEMORY_BUDGET,
+    BATCHES,
+    BATCH_LINES,
+    BATCH_ONLINE_WAITS,
 )
 
 # -- Ray Serve's own (ray/serve/_private: router.py, replica.py, deployment_state.py, request_ingress_metrics.py)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from serve_app.tools.observability import catalogue as c
+from serve_app.tools.observability.dashboard_batches import batches_row
 from serve_app.tools.observability.grafana import Panel, Row, Target, dashboard_json, query_variable
 
 UID = "multimodel-serve"
@@ -365,7 +366,7 @@ def _replicas() -> Row:
     )
 
 
-ROWS = (_overview, _golden_signals, _llm, _batching, _speech, _pipelines, _gpu, _replicas)
+ROWS = (_overview, _golden_signals, _llm, _batching, _speech, _pipelines, batches_row, _gpu, _replicas)
 
 
 def dashboard() -> dict:

@@ -1,6 +1,5 @@
 // Batches, in OpenAI's Batch API shapes: upload a JSONL (/v1/files, purpose=batch), create a batch,
 // a live progress bar with completed and failed counts, cancel, download the output and error files.
-// Not in app.js's PAGES until the Batch API is served (the lead's issue 21): add it there to wire it.
 import { call, send } from "../api.js";
 import { busy, button, download, dropZone, errorBox, every, field, h, select, table } from "../dom.js";
 
@@ -22,6 +21,7 @@ export default {
     const endpoint = select(["/v1/chat/completions", "/v1/completions", "/v1/embeddings"], { name: "endpoint" });
     const chosen = h("p", { class: "muted", role: "status" }, "no file yet");
     const list = h("div", { id: "batches" });
+    const made = h("p", { role: "status" });
     let file = null;
     const zone = dropZone("Requests (JSONL)", ".jsonl,application/jsonl,text/plain", (f) => { file = f; chosen.textContent = `${f.name} (${f.size} bytes)`; });
     const fetchFile = async (id, name) => download(name, await (await send(`v1/files/${encodeURIComponent(id)}/content`)).text(), "application/jsonl");
@@ -42,12 +42,13 @@ export default {
       form.append("purpose", "batch");
       form.append("file", file, file.name);
       const uploaded = await call("v1/files", { form });
-      await call("v1/batches", { json: { input_file_id: uploaded.id, endpoint: endpoint.value, completion_window: "24h" } });
+      const batch = await call("v1/batches", { json: { input_file_id: uploaded.id, endpoint: endpoint.value, completion_window: "24h" } });
+      made.replaceChildren("Created ", h("code", { id: "created-batch" }, batch.id), ` from ${uploaded.filename || file.name}`);
       await refresh();
     }
 
     root.append(h("div", { class: "controls" }, zone, chosen, h("div", { class: "row" }, field("Endpoint", endpoint),
-      button("Create batch", (e) => busy(e.currentTarget, box, create)))), box, list);
+      button("Create batch", (e) => busy(e.currentTarget, box, create))), made), box, list);
     await every(2000, signal, () => refresh().catch((err) => box.show(err)));
   },
 };

@@ -1,0 +1,49 @@
+"""The batch section: OpenAI's Files and Batch APIs, run on Ray Data over the served replicas.
+
+Where files live (a directory every node can read on a cluster), how big an upload and a batch may
+be, and how politely a batch shares the replicas with online traffic: how many of its requests may
+be in flight per model, and how long a line waits while online requests keep that model busy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from serve_app.config.common import _Strict
+
+
+class BatchConfig(_Strict):
+    files_dir: Path | None = Field(
+        default=None,
+        description="Where uploaded and result files are stored, by id; unset: <data_dir>/files. "
+        "On a cluster, a directory every node can read.",
+    )
+    max_file_bytes: int = Field(default=200 << 20, ge=1024, description="Larger uploads to /v1/files get 413.")
+    max_lines: int = Field(default=50_000, ge=1, description="A batch's input file may hold this many lines.")
+    max_in_flight: int = Field(
+        default=16, ge=1, description="A batch's requests in flight at once, per model deployment."
+    )
+    actors: int = Field(
+        default=2, ge=1, description="Ray Data actors calling the handles; each keeps its share of max_in_flight."
+    )
+    lines_per_task: int = Field(
+        default=16, ge=1, description="Lines handed to an actor at once (Ray Data's batch_size)."
+    )
+    online_first: bool = Field(
+        default=True, description="Hold a batch's next line for a model while online requests to it are running."
+    )
+    max_online_wait_s: float = Field(
+        default=10.0, ge=0.0, description="A line waits at most this long for online traffic, so no batch starves."
+    )
+    line_attempts: int = Field(
+        default=3, ge=1, description="Tries per line when a replica is lost or its queue is full."
+    )
+    completion_window_s: float = Field(
+        default=86_400.0, gt=0.0, description="`24h`: a batch not done by then is expired."
+    )
+    poll_interval_s: float = Field(default=1.0, gt=0.0, description="How often the runner looks for work.")
+
+    def files_path(self, data_dir: Path) -> Path:
+        return (self.files_dir or data_dir / "files").expanduser().resolve()
