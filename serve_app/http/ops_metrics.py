@@ -8,8 +8,10 @@ p50/p99 time to first token, each over the interval between two scrapes. Quantil
 inside histogram buckets as Prometheus' `histogram_quantile` does.
 
 Scrapes are rate-limited (`min_interval_s`): a poll in between reuses the last one, so many open
-consoles cost one scrape per interval. Each replica keeps its own short history; all of them read
-the same exporters, so any replica answers the same figures.
+consoles cost one scrape per interval. Only the first poll waits on the exporters; a later one
+answers the points it has and starts the due scrape, whose point the next poll shows. Each replica
+keeps its own short history; all of them read the same exporters, so any replica answers the same
+figures.
 """
 
 from __future__ import annotations
@@ -172,13 +174,16 @@ class OpsMetrics:
         self._last: Snapshot | None = None
         self._points: deque[dict] = deque(maxlen=config.history_points)
         self._lock = asyncio.Lock()
+        self._pending: asyncio.Task | None = None
         self._sources = 0
 
     async def document(self, models: Callable[[str], bool] = lambda _: True) -> dict:
         """The JSON the Operations page polls: points (filtered to the models the caller may see)."""
-        async with self._lock:
-            if self._last is None or self._clock() - self._last.at >= self._config.min_interval_s:
-                await self._scrape()
+        if self._last is None:
+            await self._scrape_when_due()  # the first poll waits: there is nothing to show yet
+        elif self._due() and (self._pending is None or self._pending.done()):
+            # Later polls never wait on an exporter: the next poll shows the point this one asked for.
+            self._pending = asyncio.create_task(self._scrape_when_due())
         points = [{"t": p["t"], "models": {m: v for m, v in p["models"].items() if models(m)}} for p in self._points]
         return {
             "object": "console.metrics",
@@ -186,6 +191,18 @@ class OpsMetrics:
             "sources": self._sources,
             "points": points,
         }
+
+    def _due(self) -> bool:
+        return self._last is None or self._clock() - self._last.at >= self._config.min_interval_s
+
+    async def _scrape_when_due(self) -> None:
+        async with self._lock:
+            if not self._due():
+                return
+            try:
+                await self._scrape()
+            except Exception:  # a scrape costs a point, never a poll
+                logger.warning("console metrics: scrape failed", exc_info=True)
 
     async def _scrape(self) -> None:
         urls = await asyncio.to_thread(self._urls)

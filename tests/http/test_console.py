@@ -4,6 +4,7 @@ and its two JSON routes: deployments' health and the Operations page's points fr
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -117,7 +118,12 @@ def test_metrics_are_rates_ratios_and_quantiles_between_two_scrapes(serve_ingres
     for seconds in (0.04,) * 10:
         ttft.labels(LLM, "true").observe(seconds)
     clock[0] += 4.0
-    doc = client.get("/console/metrics").json()
+    # This poll starts the due scrape without waiting on it; a later one shows its point.
+    assert client.get("/console/metrics").json()["points"] == []
+    deadline = time.monotonic() + 10
+    while not (doc := client.get("/console/metrics").json())["points"]:
+        assert time.monotonic() < deadline, "the scrape started by a poll never landed"
+        time.sleep(0.05)
     assert doc["object"] == "console.metrics" and len(doc["points"]) == 1
     point = doc["points"][0]
     assert point["t"] == 1004.0 and set(point["models"]) == {LLM}
