@@ -174,6 +174,21 @@ def test_chat_streams_into_the_page_and_shows_the_usage(console):
     assert console.problems == []
 
 
+def test_operations_charts_draw_the_apps_own_metrics(console, openai_client):
+    for _ in range(3):
+        openai_client.chat.completions.create(model=LLM, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    console.open("operations")
+    # The page polls every 5 s; the Ingress scrapes at most every 2 s; Ray exports every second here.
+    console.wait_until(
+        "Array.from(document.querySelectorAll('#charts figure')).some(f =>"
+        " f.querySelector('figcaption').textContent === 'Requests per second' && f.querySelector('svg')"
+        f" && f.querySelector('.legend').textContent.includes('{LLM}:'))",
+        90,
+    )
+    console.page.screenshot(path=str(ARTIFACTS / "operations-live.png"), full_page=True)
+    assert console.problems == []
+
+
 def parse_vtt(text: str) -> list[tuple[str, float, float, str]]:
     def seconds(stamp: str) -> float:
         h, m, s = stamp.split(":")

@@ -59,6 +59,6 @@ export function waterfall(title, stages) {
       svg("rect", { class: `s${i % 8}`, x, y: i * rowH + 4, width: w, height: rowH - 8 }),
       svg("text", { class: "tick", x: x + w + 4, y: i * rowH + 15 }, `${(s.seconds * 1000).toFixed(0)} ms`));
   });
-  return h("figure", { class: "chart" }, h("figcaption", {}, title),
+  return h("figure", { class: "chart waterfall" }, h("figcaption", {}, title),
     svg("svg", { viewBox: `0 0 ${width} ${stages.length * rowH + 4}`, role: "img", "aria-label": title }, rows));
 }
