@@ -34,6 +34,7 @@ from serve_app.config.gpu_plan import (
     GPUPlanConfig,
 )
 from serve_app.config.ingress import (
+    ConsoleConfig,
     IngressConfig,
 )
 from serve_app.config.knowledge import (
@@ -83,6 +84,7 @@ __all__ = [
     "AliasTarget",
     "TrafficConfig",
     # ingress
+    "ConsoleConfig",
     "IngressConfig",
     # speech
     "AlignerConfig",

@@ -26,6 +26,7 @@ from serve_app.gateway.service import Gateway
 from serve_app.http.admission import admit_image, admit_request
 from serve_app.http.auth import Authentication
 from serve_app.http.body_limit import BodySizeLimit
+from serve_app.http.console import mount_console
 from serve_app.http.errors import EXCEPTION_HANDLERS, ServeRejectionsAsAPIErrors
 from serve_app.http.media_types import json_body, multipart_body
 from serve_app.http.metering import Metering
@@ -72,4 +73,6 @@ def make_api(
     # Before any route is added: every route converts Serve's refusals into envelopes.
     app.router.route_class = ServeRejectionsAsAPIErrors
     add_routes(app, routes)
+    if config.console.enabled:
+        mount_console(app)
     return app

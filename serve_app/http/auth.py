@@ -11,8 +11,9 @@ One precedence for every request, `Authorization: Bearer <key>`:
 4. anything else: 401 `invalid_api_key`, before the body is read (so nobody unauthenticated makes
    the ingress read an upload), and before any model runs.
 
-Probes and the API docs stay open. The `Caller` rides in a context variable, where the routes'
-admission, usage reports and key routes find it; app-handle callers (no HTTP) have none.
+Probes, the API docs and the console's files (`/ui/`) stay open. The `Caller` rides in a context
+variable, where the routes' admission, usage reports and key routes find it; app-handle callers
+(no HTTP) have none.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from serve_app.http.errors import send_error
 if TYPE_CHECKING:
     from serve_app.gateway.service import Gateway
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc", "/ui"})
+# The console's files (serve_app/http/console.py): the page must load before the user types a key.
+OPEN_PREFIXES = ("/ui/",)
 # Longer than any key this server makes or accepts: what is longer is not parsed at all.
 _MAX_AUTHORIZATION = 512
 _UNAUTHENTICATED = "Incorrect or missing API key: send `Authorization: Bearer <key>`."
@@ -146,7 +149,7 @@ class Authentication:
         return Caller(master=False, token=hash_key(key)) if well_formed(key) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or app_path(scope) in OPEN_PATHS:
+        if scope["type"] != "http" or app_path(scope) in OPEN_PATHS or app_path(scope).startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         caller = self.identify(bearer(scope))

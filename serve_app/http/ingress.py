@@ -22,7 +22,9 @@ from serve_app.gateway.service import connect_gateway
 from serve_app.http.app import AUTHENTICATED, make_api
 from serve_app.http.auth import allowed_models, required_api_key
 from serve_app.http.online_load import OnlineLoad
+from serve_app.http.ops_metrics import OpsMetrics
 from serve_app.http.routes.batches import BatchRoutes
+from serve_app.http.routes.console import ConsoleRoutes, ReplicaCounts, serve_replica_counts
 from serve_app.http.routes.keys import KeyRoutes
 from serve_app.http.routes.knowledge import KnowledgeRoutes
 from serve_app.http.routes.llm import LLMRoutes
@@ -44,7 +46,7 @@ def serve_statuses() -> dict[str, str]:
     return {name: status.status for name, status in app.deployments.items()}
 
 
-class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes, BatchRoutes):
+class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes, BatchRoutes, ConsoleRoutes):
     """The Ingress replica: its routes, handles and gateway; `Ingress` below is it as a Serve deployment."""
 
     def __init__(
@@ -56,6 +58,8 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
         pipeline_llms: dict[str, str] | None = None,
         batch: BatchConfig | None = None,
         statuses: DeploymentStatuses = serve_statuses,
+        replicas: ReplicaCounts = serve_replica_counts,
+        ops_metrics: OpsMetrics | None = None,
     ):
         self._models = models
         self._pipeline_llms = pipeline_llms or {}  # YAML path -> the LLM, adapter or alias it names
@@ -66,6 +70,8 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
         # Online requests per model, which batch lines let go first.
         self._online = OnlineLoad(batch.online_grace_s if batch else 0.0)
         self._statuses = statuses
+        self._replicas = replicas
+        self._ops = ops_metrics or OpsMetrics(config.console)
         self._traffic = TrafficTable()
         self._api_key = required_api_key(config.api_key_env)
         self._versions: dict[str, str] = {}

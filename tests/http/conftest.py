@@ -55,7 +55,11 @@ def serve_ingress(monkeypatch) -> Iterator[Callable[..., TestClient]]:
         handles = [h for by_name in models.values() for h in by_name.values()] + list((services or {}).values())
         statuses = {h.deployment_name: "HEALTHY" for h in handles} | (unhealthy or {})
         config = IngressConfig(**ingress)
-        replica = APIIngress(registry, services or {}, config, gateway, pipeline_llms, batch, statuses=lambda: statuses)
+        replicas = {name: 1 for name in statuses}  # one running replica of each, as Serve would count them
+        replica = APIIngress(
+            registry, services or {}, config, gateway, pipeline_llms, batch,
+            statuses=lambda: statuses, replicas=lambda: replicas,
+        )  # fmt: skip
         if user_config is not None:
             replica.reconfigure(user_config)
         # The client sees what an HTTP client would: a 500 envelope, not the server's traceback.

@@ -161,3 +161,12 @@ def _deployment_names(application) -> set[str]:
             elif hasattr(value, "__dataclass_fields__"):
                 args.extend(getattr(value, f) for f in value.__dataclass_fields__)
     return names
+
+
+def test_the_console_is_on_in_local_yaml_off_by_default_and_strict():
+    assert parse_app_config(app_args("local.yaml")).ingress.console.enabled is True
+    assert parse_app_config(app_args("prod.yaml")).ingress.console.enabled is False
+    args = app_args("local.yaml")
+    args["ingress"]["console"]["colour"] = "blue"
+    with pytest.raises(ConfigError, match="colour"):
+        parse_app_config(args)
