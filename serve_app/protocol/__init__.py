@@ -113,10 +113,18 @@ from serve_app.protocol.pipelines import (
     VideoSummaryEvent,
     VideoSummaryOptions,
 )
+from serve_app.protocol.diarization import (
+    Diarization,
+    DiarizationOptions,
+    KnownSpeakerMatch,
+    SpeakerTurn,
+)
 from serve_app.protocol.speech import (
     SpeechTimings,
     Transcript,
     Transcription,
+    TranscriptionDiarized,
+    TranscriptionDiarizedSegment,
     TranscriptionFormat,
     TranscriptionOptions,
     TranscriptionSegment,
@@ -191,9 +199,15 @@ __all__ = [
     "TextContentPart",
     "Usage",
     # speech
+    "Diarization",
+    "DiarizationOptions",
+    "KnownSpeakerMatch",
+    "SpeakerTurn",
     "SpeechTimings",
     "Transcript",
     "Transcription",
+    "TranscriptionDiarized",
+    "TranscriptionDiarizedSegment",
     "TranscriptionFormat",
     "TranscriptionOptions",
     "TranscriptionSegment",
