@@ -29,6 +29,12 @@ from serve_app.protocol.common import (
     schema_rules,
     when,
 )
+from serve_app.protocol.diarization import (
+    Diarization,
+    DiarizationOptions,
+    KnownSpeakerMatch,
+    SpeakerTurn,
+)
 from serve_app.protocol.gateway import (
     GeneratedKey,
     KeyDeleteRequest,
@@ -112,12 +118,6 @@ from serve_app.protocol.pipelines import (
     VideoSummary,
     VideoSummaryEvent,
     VideoSummaryOptions,
-)
-from serve_app.protocol.diarization import (
-    Diarization,
-    DiarizationOptions,
-    KnownSpeakerMatch,
-    SpeakerTurn,
 )
 from serve_app.protocol.speech import (
     SpeechTimings,

@@ -3,9 +3,9 @@
 The ASR deployment returns one `Transcript` to every caller (HTTP, pipelines, notebooks),
 and each OpenAI `response_format` (json, text, srt, vtt, verbose_json, diarized_json) is shaped
 from it at the edge. Speakers come from the Diarizer, run beside the ASR and assigned to the
-transcript's segments and words afterwards. Only the subtitle text is rendered inside the deployment, when asked for, because
-its line limits are the server's config. Word timings, speakers and per-stage timings are
-extensions, marked as such.
+transcript's segments and words afterwards. Only the subtitle text is rendered inside the
+deployment, when asked for, because its line limits are the server's config. Word timings,
+speakers and per-stage timings are extensions, marked as such.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ class Transcript(BaseModel):
     segments: list[TranscriptionSegment]
     aligned: bool = Field(description="Word timings present (an aligner exists for the language).")
     alignment_note: str | None = Field(default=None, description="Why words are missing, when they are.")
-    diarized: bool = False
+    diarized: bool = Field(default=False, description="Speakers are attributed (the Diarizer ran).")
+    speakers: list[str] | None = Field(default=None, description="extension: the speakers heard, when diarized.")
     subtitles: str | None = Field(default=None, description="SRT or WebVTT text, when asked for.")
     timings: SpeechTimings = SpeechTimings()
 
