@@ -56,7 +56,10 @@ def match_known_speakers(
 
     if not labels or not names:
         return [KnownSpeakerMatch(name=n, label=None, similarity=0.0) for n in names]
-    similarity = _unit(references) @ _unit(centroids).T  # (names, speakers)
+    # Centred on the speakers' mean: what the speakers of this recording share (room, microphone, and
+    # much of any embedding) says nothing about which one a reference is.
+    centre = centroids.mean(axis=0) if len(labels) > 1 else 0.0
+    similarity = _unit(references - centre) @ _unit(centroids - centre).T  # (names, speakers)
     rows, cols = linear_sum_assignment(similarity, maximize=True)
     best = {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
     matches = []
@@ -200,10 +203,14 @@ class Diarizer(ModelDeployment):
             )
 
     def _embed(self, clips: list[np.ndarray]) -> np.ndarray:
-        import torch
-
-        # The pipeline's own embedding model (loaded once with it), so references and diarized speakers
-        # live in one space. Clips are embedded one by one: they differ in length.
-        embedding = self._pipeline._embedding
-        with self._lock, torch.inference_mode():
-            return np.vstack([embedding(torch.from_numpy(clip[None, None, :])) for clip in clips])
+        """Each clip diarized as one speaker; its centroid is its embedding. So a reference is embedded as
+        the recording's speakers are (the same model, over the speech the segmentation finds, its pauses
+        left out), and the two compare like with like."""
+        one = DiarizationOptions(num_speakers=1)
+        embeddings = []
+        for index, clip in enumerate(clips):
+            centroids = self._run(clip, one).speaker_embeddings
+            if centroids is None or len(centroids) == 0 or not np.any(centroids[0]):
+                raise InvalidRequest(f"known_speaker_references[{index}] holds no speech", param=REFERENCES)
+            embeddings.append(centroids[0])
+        return np.vstack(embeddings)

@@ -269,7 +269,6 @@ class FakeASR:
             subtitles=subtitles,
         )
 
-
     def attribute_speakers(
         self, transcript: Transcript, diarization: Diarization, subtitles: str | None = None
     ) -> Transcript:

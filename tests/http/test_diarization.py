@@ -13,6 +13,7 @@ from tests.fakes import FakeDiarizer, FakeHandle
 from tests.http.support import ASR, assert_envelope
 
 WAV = b"RIFF" + b"\0" * 60
+CLIP = "data:audio/wav;base64,AA=="
 
 
 @pytest.fixture()
@@ -93,8 +94,8 @@ def test_diarize_off_answers_as_without_a_diarizer(speakers_client, client, diar
         ({"num_speakers": "1", "min_speakers": "2"}, "num_speakers"),
         ({"num_speakers": "0"}, "num_speakers"),
         ({"max_speakers": "-1"}, "max_speakers"),
-        ({"known_speaker_names[]": ["a", "b"], "known_speaker_references[]": ["data:audio/wav;base64,AA=="]}, "known_speaker_names"),
-        ({"known_speaker_references[]": ["data:audio/wav;base64,AA=="]}, "known_speaker_references"),
+        ({"known_speaker_names[]": ["a", "b"], "known_speaker_references[]": [CLIP]}, "known_speaker_names"),
+        ({"known_speaker_references[]": [CLIP]}, "known_speaker_references"),
     ],
 )  # fmt: skip
 def test_contradicting_speaker_fields_are_400(speakers_client, diarizer, fields, param):
@@ -102,7 +103,9 @@ def test_contradicting_speaker_fields_are_400(speakers_client, diarizer, fields,
     assert diarizer.media == []
 
 
-@pytest.mark.parametrize(("fields", "param"), [({"response_format": "diarized_json"}, "diarize"), ({"diarize": "true"}, "diarize")])
+@pytest.mark.parametrize(
+    ("fields", "param"), [({"response_format": "diarized_json"}, "diarize"), ({"diarize": "true"}, "diarize")]
+)
 def test_speakers_without_a_diarizer_are_400(client, asr, fields, param):  # fmt: skip
     assert_envelope(post(client, **fields), 400, param=param)
     assert asr.media == []  # refused before any model ran

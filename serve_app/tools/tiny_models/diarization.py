@@ -60,16 +60,16 @@ def pipeline_config() -> dict:
 
 
 def _write_embedding(out: Path) -> None:
+    import lightning
     import torch
     from pyannote.audio.core.task import Problem, Resolution, Specifications
     from pyannote.audio.models.embedding.xvector import XVectorMFCC
 
     torch.manual_seed(_SEED)
     model = XVectorMFCC(dimension=EMBEDDING_DIMENSION).eval()
+    _mfcc_statistics(model)
     model.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=3.0)
     # What Lightning's save_checkpoint writes and pyannote's Model.from_pretrained reads back.
-    import lightning
-
     checkpoint = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),
@@ -78,6 +78,49 @@ def _write_embedding(out: Path) -> None:
     model.on_save_checkpoint(checkpoint)  # pyannote's versions, architecture and specifications
     out.mkdir(parents=True)
     torch.save(checkpoint, out / "pytorch_model.bin")
+
+
+def _mfcc_statistics(model) -> None:
+    """Set the x-vector's weights so that its embedding is the (masked) mean and spread of each MFCC.
+
+    Random weights give embeddings that barely tell two speakers apart (every pair's cosine is ~0.999).
+    Per-speaker MFCC statistics, the classic pre-neural speaker features, do: each TDNN layer passes
+    a coefficient through unchanged (as a positive and a negative half, so LeakyReLU keeps both), stats
+    pooling takes their mean and standard deviation over the speaker's frames, and the last layer
+    reassembles them. c0 (loudness) is left out: it says how far the speaker is from the microphone.
+    """
+    import torch
+
+    n_mfcc = model.hparams.mfcc["n_mfcc"]
+    coefficients = range(1, n_mfcc)
+    halves = 2 * len(coefficients)
+    assert halves + len(coefficients) <= EMBEDDING_DIMENSION + len(coefficients)
+    with torch.no_grad():
+        for module in model.tdnns:
+            if isinstance(module, torch.nn.Conv1d):
+                module.weight.zero_()
+                module.bias.zero_()
+        first, *rest = [m for m in model.tdnns if isinstance(m, torch.nn.Conv1d)]
+        centre = first.kernel_size[0] // 2
+        for i, c in enumerate(coefficients):
+            first.weight[2 * i, c, centre] = 1.0
+            first.weight[2 * i + 1, c, centre] = -1.0
+        for conv in rest:
+            tap = conv.kernel_size[0] // 2
+            for j in range(halves):
+                conv.weight[j, j, tap] = 1.0
+        # Batch norms keep their initial (identity) statistics. Pooled: [means of 1500 channels, stds of 1500].
+        channels = rest[-1].out_channels
+        model.embedding.weight.zero_()
+        model.embedding.bias.zero_()
+        for i in range(len(coefficients)):
+            if i < EMBEDDING_DIMENSION:
+                model.embedding.weight[i, 2 * i] = 1.0  # mean(x+) - mean(x-) = mean(x)
+                model.embedding.weight[i, 2 * i + 1] = -1.0
+            k = len(coefficients) + i
+            if k < EMBEDDING_DIMENSION:
+                model.embedding.weight[k, channels + 2 * i] = 1.0  # spread of x, from its two halves
+                model.embedding.weight[k, channels + 2 * i + 1] = 1.0
 
 
 def _write_plda(out: Path) -> None:
