@@ -148,8 +148,11 @@ class Diarizer(ModelDeployment):
             audio = decode_audio(
                 clip, max_bytes=self._limits[0], max_seconds=config.max_reference_seconds + 1.0, param=REFERENCES
             ).samples
-        except PayloadTooLarge as exc:
-            raise InvalidRequest(f"known_speaker_references[{index}]: {exc}", param=REFERENCES) from None
+        except PayloadTooLarge:
+            raise InvalidRequest(
+                f"known_speaker_references[{index}] is longer than the {config.max_reference_seconds:g} s accepted",
+                param=REFERENCES,
+            ) from None
         seconds = len(audio) / SAMPLE_RATE
         if seconds > config.max_reference_seconds or seconds < config.min_reference_seconds:
             raise InvalidRequest(
