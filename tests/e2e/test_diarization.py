@@ -170,3 +170,9 @@ def test_a_reference_longer_than_the_limit_is_400(http, wav, samples):
         files={"file": ("sample.wav", wav)},
     )
     assert_envelope(reply, 400, param="known_speaker_references")
+
+
+def test_models_lists_the_diarizer(openai_client):
+    cards = {m.id: m for m in openai_client.models.list().data}
+    assert cards["tiny-diarization"].model_extra["kind"] == "diarizer"
+    assert cards["tiny-diarization"].model_extra["engine"] == "pyannote-cpu"
