@@ -148,3 +148,33 @@ def test_subtitles_carry_speakers_and_stay_valid() -> None:
     assert "\n<v SPEAKER_00>hello there\n" in vtt
     assert "\n<v Ann &lt;the host&gt;>a &lt;b> &amp; c\n" in vtt
     assert vtt.endswith("00:00:02.000 --> 00:00:03.000\nno speaker\n")
+
+
+def test_the_asr_assigns_turns_to_segments_and_words_with_whisperx() -> None:
+    from types import MethodType, SimpleNamespace
+
+    from deployments.asr import ASR
+    from serve_app.config import SpeechConfig
+    from serve_app.protocol import Diarization, SpeakerTurn, Transcript, TranscriptionWord
+
+    words = [TranscriptionWord(word="hi", start=0.1, end=0.4), TranscriptionWord(word="yo", start=1.2, end=1.5)]
+    transcript = Transcript(
+        model="w",
+        language="en",
+        duration=3.0,
+        text="hi yo later",
+        segments=[
+            TranscriptionSegment(id=0, start=0.0, end=1.6, text="hi yo", words=words),
+            TranscriptionSegment(id=1, start=2.5, end=2.9, text="later", words=[]),  # in no turn: the nearest
+        ],
+        aligned=True,
+    )
+    turns = [SpeakerTurn(start=0.0, end=0.9, speaker="A"), SpeakerTurn(start=1.0, end=2.0, speaker="B")]
+    diarization = Diarization(model="d", duration=3.0, speakers=["A", "B"], turns=turns, seconds=0.7)
+    asr = SimpleNamespace(_config=SpeechConfig(served_name="w", model="w", version="v1"))
+    asr._subtitles = MethodType(ASR.func_or_class._subtitles, asr)
+    result = asyncio.run(ASR.func_or_class.attribute_speakers(asr, transcript, diarization, "vtt"))
+    assert [s.speaker for s in result.segments] == ["A", "B"]  # the most overlap (0.9 s of A); the nearest turn
+    assert [w.speaker for w in result.segments[0].words] == ["A", "B"]
+    assert result.diarized and result.speakers == ["A", "B"] and result.timings.diarize == 0.7
+    assert "<v A>hi yo" in result.subtitles and "<v B>later" in result.subtitles
