@@ -176,3 +176,13 @@ def test_models_lists_the_diarizer(openai_client):
     cards = {m.id: m for m in openai_client.models.list().data}
     assert cards["tiny-diarization"].model_extra["kind"] == "diarizer"
     assert cards["tiny-diarization"].model_extra["engine"] == "pyannote-cpu"
+
+
+async def test_the_app_handle_transcribes_with_speakers(wav):
+    app = serve.get_app_handle("default")
+    transcript = await app.transcribe.remote(
+        wav, {"model": ASR_MODEL, "language": "en", "diarize": True, "num_speakers": 2, "subtitles": "srt"}
+    )
+    assert transcript.diarized and transcript.speakers == ["SPEAKER_00", "SPEAKER_01"]
+    assert transcript.timings.diarize > 0 and all(s.speaker in transcript.speakers for s in transcript.segments)
+    assert all(c.content.startswith("SPEAKER_0") for c in srt.parse(transcript.subtitles))
