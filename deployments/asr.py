@@ -149,7 +149,8 @@ class ASR(ModelDeployment):
         from whisperx.diarize import assign_word_speakers
 
         turns = pd.DataFrame([t.model_dump() for t in diarization.turns], columns=["start", "end", "speaker"])
-        raw = {"segments": [s.model_dump() for s in transcript.segments]}
+        # Unaligned segments have no words (None), which whisperx would iterate: leave the key out.
+        raw = {"segments": [s.model_dump(exclude={"words"} if s.words is None else None) for s in transcript.segments]}
         # fill_nearest: a segment between two turns (a pause the diarizer left out) still gets a speaker.
         segments = [
             TranscriptionSegment.model_validate(s)

@@ -165,7 +165,7 @@ def test_the_asr_assigns_turns_to_segments_and_words_with_whisperx() -> None:
         text="hi yo later",
         segments=[
             TranscriptionSegment(id=0, start=0.0, end=1.6, text="hi yo", words=words),
-            TranscriptionSegment(id=1, start=2.5, end=2.9, text="later", words=[]),  # in no turn: the nearest
+            TranscriptionSegment(id=1, start=2.5, end=2.9, text="later"),  # unaligned, in no turn: the nearest
         ],
         aligned=True,
     )
@@ -175,6 +175,6 @@ def test_the_asr_assigns_turns_to_segments_and_words_with_whisperx() -> None:
     asr._subtitles = MethodType(ASR.func_or_class._subtitles, asr)
     result = asyncio.run(ASR.func_or_class.attribute_speakers(asr, transcript, diarization, "vtt"))
     assert [s.speaker for s in result.segments] == ["A", "B"]  # the most overlap (0.9 s of A); the nearest turn
-    assert [w.speaker for w in result.segments[0].words] == ["A", "B"]
+    assert [w.speaker for w in result.segments[0].words] == ["A", "B"] and result.segments[1].words is None
     assert result.diarized and result.speakers == ["A", "B"] and result.timings.diarize == 0.7
     assert "<v A>hi yo" in result.subtitles and "<v B>later" in result.subtitles
