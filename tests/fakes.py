@@ -279,16 +279,12 @@ class FakeASR:
         def overlap(segment: TranscriptionSegment, turn: SpeakerTurn) -> float:
             return min(segment.end, turn.end) - max(segment.start, turn.start)
 
-        segments = [
-            s.model_copy(update={"speaker": max(diarization.turns, key=lambda t: overlap(s, t)).speaker})
-            if diarization.turns
-            else s
-            for s in transcript.segments
-        ]
-        rendered = None
-        if subtitles is not None:
-            cues = build_cues(segments, transcript.duration)
-            rendered = render_srt(cues) if subtitles == "srt" else render_vtt(cues)
+        def speaker(s: TranscriptionSegment) -> str | None:
+            return max(diarization.turns, key=lambda t: overlap(s, t)).speaker if diarization.turns else None
+
+        segments = [s.model_copy(update={"speaker": speaker(s)}) for s in transcript.segments]
+        cues = build_cues(segments, transcript.duration)
+        rendered = {"srt": render_srt, "vtt": render_vtt}[subtitles](cues) if subtitles else None
         return transcript.model_copy(
             update={"segments": segments, "diarized": True, "speakers": diarization.speakers, "subtitles": rendered}
         )

@@ -75,7 +75,7 @@ class KnownSpeakerMatch(BaseModel):
 
 
 class Diarization(BaseModel):
-    """What the Diarizer returns: speaker turns (overlaps included), labels in order of first appearance."""
+    """What the Diarizer returns: speaker turns (overlaps included) and the speakers, sorted by label."""
 
     model: str
     duration: float = Field(description="Seconds of decoded audio.")
