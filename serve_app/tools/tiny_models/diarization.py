@@ -6,9 +6,10 @@ resolve to subfolders of that directory, so the pipeline loads exactly as a down
 
 - `segmentation/`: the trained pyannote segmentation model whisperx ships in its wheel (its VAD);
   real speaker turns, so the diarization error rate on real speech means something;
-- `embedding/`: pyannote's own `XVectorMFCC` with random weights from a fixed seed, in pyannote's
-  checkpoint format. The folder name matters: a path naming "wespeaker", "speechbrain" or "nvidia"
-  goes to another loader, and WeSpeaker ResNet34 takes minutes for half a minute of audio on CPU;
+- `embedding/`: pyannote's own `XVectorMFCC`, in pyannote's checkpoint format, its weights set from
+  code so that it embeds a speaker as MFCC statistics (random weights cannot tell two voices apart).
+  The folder name matters: a path naming "wespeaker", "speechbrain" or "nvidia" goes to another
+  loader, and WeSpeaker ResNet34 takes minutes for half a minute of audio on CPU;
 - `plda/`: the PLDA files VBx clustering reads (the pipeline always loads them), written as an
   identity transform: VBx then clusters the unit-normalised embeddings as they are;
 - `config.yaml` with its required `params` section (the tuned thresholds a real pipeline ships).
