@@ -130,6 +130,7 @@ from serve_app.protocol.speech import (
     TranscriptionSegment,
     TranscriptionVerbose,
     TranscriptionWord,
+    TranslationFormat,
 )
 from serve_app.protocol.vision import (
     Box,
@@ -213,6 +214,7 @@ __all__ = [
     "TranscriptionSegment",
     "TranscriptionVerbose",
     "TranscriptionWord",
+    "TranslationFormat",
     # vision
     "Box",
     "Detection",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from serve_app.protocol.diarization import DiarizationOptions
 
+TranslationFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 TranscriptionFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
 
 

@@ -28,6 +28,7 @@ from serve_app.protocol import (
     TranscriptionFormat,
     TranscriptionOptions,
     TranscriptionVerbose,
+    TranslationFormat,
     VideoSummary,
     VideoSummaryOptions,
 )
@@ -152,10 +153,8 @@ class SpeechRoutes(Backends):
         model: Annotated[str, Form(min_length=1)],
         prompt: Annotated[str | None, Form()] = None,
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
-        response_format: Annotated[TranscriptionFormat, Form()] = "json",
+        response_format: Annotated[TranslationFormat, Form()] = "json",  # diarized_json is for transcriptions
     ) -> Any:
-        if response_format == "diarized_json":
-            raise InvalidRequest("diarized_json is for transcriptions, not translations.", param="response_format")
         # OpenAI's translations: English text from speech in any language, the transcription's shapes.
         subtitles = _subtitles(response_format)
         options = TranscriptionOptions(
