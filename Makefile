@@ -87,6 +87,7 @@ bench: install models test-tools
 	$(PY) benchmarks/llm_batching.py
 	$(PY) benchmarks/vision_throughput.py
 	$(PY) benchmarks/video_rtf.py --seconds 120
+	$(PY) benchmarks/diarization.py --seconds 120 --rounds 5
 	$(PY) benchmarks/llm_variants.py
 	$(PY) benchmarks/gateway_overhead.py
 	$(PY) benchmarks/batch_throughput.py

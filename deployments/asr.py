@@ -4,9 +4,13 @@
     transcript = await asr.transcribe.remote(media_bytes_or_path, {"language": "en"})
 
 Media arrives as raw bytes (or a path on the replica's machine) and is decoded here, so
-the ingress stays light. One transcription runs at a time per replica: the WhisperX
-pipeline keeps per-call state (tokenizer, options) on itself, and faster-whisper already
-batches a file's VAD chunks (`batch_size`) to keep the device busy.
+the ingress stays light. Speakers come from the Diarizer, run beside this deployment on the
+same media; `attribute_speakers` then assigns its turns to the transcript's segments and words
+(whisperx's `assign_word_speakers`) and renders the subtitles with them.
+
+One transcription runs at a time per replica: the WhisperX pipeline keeps per-call state
+(tokenizer, options) on itself, and faster-whisper already batches a file's VAD chunks
+(`batch_size`) to keep the device busy.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from serve_app.common.gpu_plan import GPUClaim
 from serve_app.config import SpeechConfig
 from serve_app.errors import InvalidRequest, NotFound, parse_request
 from serve_app.protocol import (
+    Diarization,
     SpeechTimings,
     Transcript,
     TranscriptionOptions,
@@ -117,19 +122,10 @@ class ASR(ModelDeployment):
         for language, aligner in speech.aligners.items():
             ref = self._verify(aligner.model, aligner.version)
             self._aligners[language] = whisperx.load_align_model(language, self.device, model_name=str(ref.path))
-        self._diarizer = None
-        if speech.diarization is not None:
-            from whisperx.diarize import DiarizationPipeline
-
-            ref = self._verify(speech.diarization.model, speech.diarization.version)
-            self._diarizer = DiarizationPipeline(model_name=str(ref.path), device=self.device)
         self._lock = threading.Lock()
         self._names = {speech.served_name, *speech.aliases}
         self._tags = {"model": speech.served_name}
-        self._announce_loaded(
-            f"{compute_type}, aligners for {sorted(self._aligners) or 'none'}, "
-            f"diarization {'on' if self._diarizer else 'off'}"
-        )
+        self._announce_loaded(f"{compute_type}, aligners for {sorted(self._aligners) or 'none'}")
 
     async def transcribe(self, media: bytes | str, options: TranscriptionOptions | dict | None = None) -> Transcript:
         options = parse_request(TranscriptionOptions, options or {})
@@ -144,6 +140,34 @@ class ASR(ModelDeployment):
         tone = (0.5 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
         await asyncio.to_thread(self._run_whisperx, tone, TranscriptionOptions(language="en", word_timestamps=False))
 
+    async def attribute_speakers(
+        self, transcript: Transcript, diarization: Diarization, subtitles: str | None = None
+    ) -> Transcript:
+        """`transcript` with the Diarizer's speakers on its segments and words, and `subtitles`
+        ("srt", "vtt") rendered with them."""
+        import pandas as pd
+        from whisperx.diarize import assign_word_speakers
+
+        turns = pd.DataFrame([t.model_dump() for t in diarization.turns], columns=["start", "end", "speaker"])
+        # Unaligned segments have no words (None), which whisperx would iterate: leave the key out.
+        raw = {"segments": [s.model_dump(exclude={"words"} if s.words is None else None) for s in transcript.segments]}
+        # fill_nearest: a segment between two turns (a pause the diarizer left out) still gets a speaker.
+        segments = [
+            TranscriptionSegment.model_validate(s)
+            for s in assign_word_speakers(turns, raw, fill_nearest=True)["segments"]
+        ]
+        timings = transcript.timings.model_copy(update={"diarize": diarization.seconds})
+        kind = subtitles if subtitles in ("srt", "vtt") else None
+        return transcript.model_copy(
+            update={
+                "segments": segments,
+                "diarized": True,
+                "speakers": diarization.speakers,
+                "subtitles": self._subtitles(segments, transcript.duration, kind) if kind else transcript.subtitles,
+                "timings": timings,
+            }
+        )
+
     def _check(self, options: TranscriptionOptions) -> None:
         if options.model is not None and options.model not in self._names:
             raise NotFound(f"The model '{options.model}' does not exist", param="model")
@@ -152,9 +176,10 @@ class ASR(ModelDeployment):
                 f"Unknown language code '{options.language}'; use an ISO-639-1 code Whisper knows (en, de, fr, ...).",
                 param="language",
             )
-        if options.diarize and self._diarizer is None:
+        if options.diarize:
             raise InvalidRequest(
-                "Diarization is not configured on this server (speech.diarization); remove `diarize`.",
+                "The ASR deployment does not diarize: call the app's `transcribe` (it runs the Diarizer beside "
+                "the ASR), or the Diarizer and then `attribute_speakers`.",
                 param="diarize",
             )
 
@@ -223,11 +248,6 @@ class ASR(ModelDeployment):
             raw = whisperx.align(raw, model, metadata, audio, self.device)["segments"]
             timings.align = time.perf_counter() - t0
             aligned = True
-        if options.diarize:
-            t0 = time.perf_counter()
-            speakers = self._diarizer(audio, min_speakers=options.min_speakers, max_speakers=options.max_speakers)
-            raw = whisperx.assign_word_speakers(speakers, {"segments": raw})["segments"]
-            timings.diarize = time.perf_counter() - t0
         segments = _segments(raw, aligned, options.temperature)
         duration = len(audio) / 16_000
         return Transcript(
@@ -239,7 +259,6 @@ class ASR(ModelDeployment):
             segments=segments,
             aligned=aligned,
             alignment_note=note,
-            diarized=options.diarize,
             subtitles=self._subtitles(segments, duration, options.subtitles),
             timings=timings,
         )

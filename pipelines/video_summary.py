@@ -5,6 +5,9 @@
     async for event in pipeline.options(stream=True).summarize_stream.remote(video, {}):  # VideoSummaryEvent
         ...
 
+With `diarize`, the Diarizer runs beside the ASR (serve_app/common/speakers.py): the segments and
+the SRT carry speakers, and the summary is asked of `SPEAKER: text` lines, so it knows who said what.
+
 A transcript longer than the LLM's context is summarised map-reduce: split into chunks
 that fit (counted with the LLM's own tokenizer, against its real context length),
 summarise each, then combine the partial summaries (again in chunks if they still do
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.common import metrics
+from serve_app.common import metrics, speakers
 from serve_app.common.model_registry import ModelRegistry
 from serve_app.config import VideoSummaryConfig
 from serve_app.errors import InvalidRequest, parse_request
@@ -90,15 +93,17 @@ class Summariser:
             chunk_tokens=min(wanted, room),
         )
 
-    async def final_prompt(self, plan: SummaryPlan, pieces: list[str]) -> str:
+    async def final_prompt(self, plan: SummaryPlan, pieces: list[str], separator: str = " ") -> str:
         """The prompt of the last (streamable) call: the whole transcript when it fits, else
-        map rounds over chunks until the partial summaries fit one combine prompt."""
-        text = " ".join(pieces)
+        map rounds over chunks until the partial summaries fit one combine prompt. Speaker turns
+        are joined one per line (`separator`), so the LLM sees who said what."""
+        text = separator.join(pieces)
         if await self._count(text) <= plan.chunk_tokens:
             return _fill(self._config.summary_prompt, "transcript", text)
         template, slot = self._config.chunk_prompt, "transcript"
         for round_ in range(self._config.max_reduce_rounds):
-            chunks = await self._chunk(pieces, plan.chunk_tokens)
+            chunks = await self._chunk(pieces, plan.chunk_tokens, separator)
+            separator = " "
             if round_ == 0:
                 self.chunks = len(chunks)
             partials = await asyncio.gather(*(self._complete(plan, _fill(template, slot, c)) for c in chunks))
@@ -147,7 +152,7 @@ class Summariser:
     async def _count(self, text: str) -> int:
         return await self._llm.count_tokens.remote(text)
 
-    async def _chunk(self, pieces: list[str], budget: int) -> list[str]:
+    async def _chunk(self, pieces: list[str], budget: int, separator: str = " ") -> list[str]:
         """Pack pieces (segment texts) greedily into chunks of at most `budget` tokens."""
         counts = await self._llm.count_tokens.remote(pieces)  # one call for every segment
         fitted: list[tuple[str, int]] = []
@@ -158,12 +163,12 @@ class Summariser:
         used = 0
         for piece, count in fitted:
             if current and used + count + 1 > budget:
-                chunks.append(" ".join(current))
+                chunks.append(separator.join(current))
                 current, used = [], 0
             current.append(piece)
-            used += count + 1  # the joining space may cost a token
+            used += count + 1  # the joining space (or newline) may cost a token
         if current:
-            chunks.append(" ".join(current))
+            chunks.append(separator.join(current))
         return chunks
 
     async def _split(self, piece: str, count: int, budget: int) -> list[tuple[str, int]]:
@@ -181,11 +186,34 @@ def _fill(template: str, slot: str, text: str) -> str:
     return template.replace("{" + slot + "}", text)
 
 
-async def transcribe(asr: DeploymentHandle, media: bytes | str, options: VideoSummaryOptions) -> Transcript:
+async def transcribe(
+    asr: DeploymentHandle, diarizer: DeploymentHandle | None, media: bytes | str, options: VideoSummaryOptions
+) -> Transcript:
+    if options.diarize and diarizer is None:
+        raise InvalidRequest("Speaker diarization is not served here; drop diarize.", param="diarize")
     request = TranscriptionOptions(
-        language=options.language, prompt=options.prompt, diarize=options.diarize, word_timestamps=True, subtitles="srt"
+        **options.speaker_fields(),
+        language=options.language,
+        prompt=options.prompt,
+        diarize=options.diarize,
+        word_timestamps=True,
+        subtitles="srt",
     )
-    return await asr.transcribe.remote(media, request)
+    return await speakers.transcribe(asr, diarizer, media, request)
+
+
+def pieces(transcript: Transcript) -> list[str]:
+    """What the summary is asked of: segment texts, or with speakers one `SPEAKER: text` piece per turn."""
+    if not transcript.diarized:
+        return [s.text.strip() for s in transcript.segments]
+    turns: list[tuple[str, list[str]]] = []
+    for segment in transcript.segments:
+        speaker = segment.speaker or "unknown"
+        if turns and turns[-1][0] == speaker:
+            turns[-1][1].append(segment.text.strip())
+        else:
+            turns.append((speaker, [segment.text.strip()]))
+    return [f"{speaker}: {' '.join(texts)}" for speaker, texts in turns]
 
 
 def _timings(transcript: Transcript, summariser: Summariser, summarise_s: float, started: float) -> SpeechTimings:
@@ -207,15 +235,20 @@ def _timings(transcript: Transcript, summariser: Summariser, summarise_s: float,
 
 
 async def summarize_video(
-    asr: DeploymentHandle, summariser: Summariser, media: bytes | str, options: VideoSummaryOptions
+    asr: DeploymentHandle,
+    diarizer: DeploymentHandle | None,
+    summariser: Summariser,
+    media: bytes | str,
+    options: VideoSummaryOptions,
 ) -> VideoSummaryResult:
     started = time.perf_counter()
     plan = await summariser.plan()  # before the ASR: a bad LLM setting fails fast
-    transcript = await transcribe(asr, media, options)
+    transcript = await transcribe(asr, diarizer, media, options)
     t0 = time.perf_counter()
     summary = ""
+    text = pieces(transcript)
     if transcript.text.strip():
-        prompt = await summariser.final_prompt(plan, [s.text.strip() for s in transcript.segments])
+        prompt = await summariser.final_prompt(plan, text, "\n" if transcript.diarized else " ")
         summary = await summariser.complete(plan, prompt)
     return VideoSummaryResult(
         language=transcript.language,
@@ -228,26 +261,34 @@ async def summarize_video(
         summary_model=plan.llm_model,
         usage=summariser.usage,
         timings=_timings(transcript, summariser, time.perf_counter() - t0, started),
+        speakers=transcript.speakers if transcript.diarized else None,
+        transcript="\n".join(text) if transcript.diarized else None,
     )
 
 
 async def summarize_video_stream(
-    asr: DeploymentHandle, summariser: Summariser, media: bytes | str, options: VideoSummaryOptions
+    asr: DeploymentHandle,
+    diarizer: DeploymentHandle | None,
+    summariser: Summariser,
+    media: bytes | str,
+    options: VideoSummaryOptions,
 ) -> AsyncIterator[VideoSummaryEvent]:
     started = time.perf_counter()
     plan = await summariser.plan()
-    transcript = await transcribe(asr, media, options)
+    transcript = await transcribe(asr, diarizer, media, options)
+    text = pieces(transcript)
     yield VideoSummaryEvent(
         type="transcript",
         language=transcript.language,
         duration=transcript.duration,
-        text=transcript.text,
+        text="\n".join(text) if transcript.diarized else transcript.text,
         segments=transcript.segments,
+        speakers=transcript.speakers if transcript.diarized else None,
     )
     t0 = time.perf_counter()
     parts: list[str] = []
     if transcript.text.strip():
-        prompt = await summariser.final_prompt(plan, [s.text.strip() for s in transcript.segments])
+        prompt = await summariser.final_prompt(plan, text, "\n" if transcript.diarized else " ")
         async for delta in summariser.stream(plan, prompt):
             parts.append(delta)
             yield VideoSummaryEvent(type="summary.delta", delta=delta)
@@ -264,9 +305,12 @@ async def summarize_video_stream(
 class VideoSummaryPipeline:
     """The pipeline as a deployment: the ASR named `asr`, summarised by the LLM named `llm` (or a request's)."""
 
-    def __init__(self, models: ModelRegistry, config: VideoSummaryConfig, asr: str, llm: str):
+    def __init__(
+        self, models: ModelRegistry, config: VideoSummaryConfig, asr: str, llm: str, diarizer: str | None = None
+    ):
         self._models = models
         self._asr = models.get("asr", asr)
+        self._diarizer = models.get("diarizer", diarizer) if diarizer is not None else None
         self._llm = llm  # the configured summariser's; a request may name another LLM or adapter
         # A configured alias is the Ingress's to resolve (it names the target it picked in each request's
         # options); a caller of this deployment's own handle gets the LLM it was bound to.
@@ -283,12 +327,13 @@ class VideoSummaryPipeline:
     ) -> VideoSummaryResult:
         with metrics.pipeline_run(PIPELINE):
             options = parse_request(VideoSummaryOptions, options or {})
-            return await summarize_video(self._asr, self._summariser(options), media, options)
+            return await summarize_video(self._asr, self._diarizer, self._summariser(options), media, options)
 
     async def summarize_stream(
         self, media: bytes | str, options: VideoSummaryOptions | dict | None = None
     ) -> AsyncIterator[VideoSummaryEvent]:
         with metrics.pipeline_run(PIPELINE):
             options = parse_request(VideoSummaryOptions, options or {})
-            async for event in summarize_video_stream(self._asr, self._summariser(options), media, options):
+            summariser = self._summariser(options)
+            async for event in summarize_video_stream(self._asr, self._diarizer, summariser, media, options):
                 yield event

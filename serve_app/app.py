@@ -57,17 +57,36 @@ def bind_planned(deployment: Deployment, config: AppConfig, *args) -> Applicatio
 
 
 def add_speech(config: AppConfig, models: ModelRegistry, services: dict) -> None:
-    """The ASR as a model (plus aliases such as OpenAI's whisper-1); the video summary as a service."""
+    """The ASR as a model (plus aliases such as OpenAI's whisper-1), the Diarizer beside it when configured;
+    the video summary as a service."""
     from deployments.asr import ASR
 
     speech = config.speech
     asr = bind_planned(ASR, config, speech, config.model_store, config.data_dir)
     models.add("asr", (speech.served_name, *speech.aliases), asr)
+    diarizer_name = None
+    if speech.diarization is not None:
+        from deployments.diarizer import Diarizer
+
+        diarization = speech.diarization
+        diarizer = bind_planned(
+            Diarizer,
+            config,
+            diarization,
+            config.model_store,
+            config.data_dir,
+            speech.max_media_bytes,
+            speech.max_audio_seconds,
+        )
+        models.add("diarizer", (diarization.served_name,), diarizer)
+        diarizer_name = diarization.served_name
     if config.video_summary is not None:
         from pipelines.video_summary import VideoSummaryPipeline
 
         llm = config.pipeline_llm(VIDEO_SUMMARY_LLM)
-        services["video_summary"] = VideoSummaryPipeline.bind(models, config.video_summary, speech.served_name, llm)
+        services["video_summary"] = VideoSummaryPipeline.bind(
+            models, config.video_summary, speech.served_name, llm, diarizer_name
+        )
 
 
 def add_vision(config: AppConfig, models: ModelRegistry, services: dict) -> None:

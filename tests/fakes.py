@@ -31,7 +31,10 @@ from serve_app.protocol import (
     CompletionRequest,
     DetectionRequest,
     DetectionResponse,
+    Diarization,
+    DiarizationOptions,
     ModelCard,
+    SpeakerTurn,
     Transcript,
     TranscriptionOptions,
     TranscriptionSegment,
@@ -264,6 +267,52 @@ class FakeASR:
             segments=[segment],
             aligned=False,
             subtitles=subtitles,
+        )
+
+    def attribute_speakers(
+        self, transcript: Transcript, diarization: Diarization, subtitles: str | None = None
+    ) -> Transcript:
+        """Each segment takes the turn it overlaps most (the real ASR uses whisperx's assign_word_speakers);
+        subtitles are rendered by the real module, speakers included."""
+        from serve_app.common.subtitles import build_cues, render_srt, render_vtt
+
+        def overlap(segment: TranscriptionSegment, turn: SpeakerTurn) -> float:
+            return min(segment.end, turn.end) - max(segment.start, turn.start)
+
+        def speaker(s: TranscriptionSegment) -> str | None:
+            return max(diarization.turns, key=lambda t: overlap(s, t)).speaker if diarization.turns else None
+
+        segments = [s.model_copy(update={"speaker": speaker(s)}) for s in transcript.segments]
+        cues = build_cues(segments, transcript.duration)
+        rendered = {"srt": render_srt, "vtt": render_vtt}[subtitles](cues) if subtitles else None
+        return transcript.model_copy(
+            update={"segments": segments, "diarized": True, "speakers": diarization.speakers, "subtitles": rendered}
+        )
+
+
+class FakeDiarizer:
+    """The Diarizer's methods: `turns` as given (two speakers by default), known names applied in order."""
+
+    def __init__(self, name: str = "fake-diarizer", turns: list[SpeakerTurn] | None = None):
+        self.name = name
+        self.turns = turns or [
+            SpeakerTurn(start=0.0, end=0.6, speaker="SPEAKER_00"),
+            SpeakerTurn(start=0.6, end=1.0, speaker="SPEAKER_01"),
+        ]
+        self.media: list[bytes | str] = []
+        self.options: list[DiarizationOptions] = []
+
+    def card(self) -> ModelCard:
+        return ModelCard(id=self.name, kind="diarizer", engine="fake", version="v1")
+
+    def diarize(self, media: bytes | str, options: DiarizationOptions) -> Diarization:
+        self.media.append(media)
+        self.options.append(options)
+        labels = sorted({t.speaker for t in self.turns})
+        names = dict(zip(labels, options.known_speaker_names, strict=False))
+        turns = [t.model_copy(update={"speaker": names.get(t.speaker, t.speaker)}) for t in self.turns]
+        return Diarization(
+            model=self.name, duration=1.0, speakers=[names.get(x, x) for x in labels], turns=turns, seconds=0.5
         )
 
 

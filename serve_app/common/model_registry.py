@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from serve_app.errors import NotFound
 
-Kind = Literal["llm", "asr", "detector", "embedding"]
-KINDS: tuple[Kind, ...] = ("llm", "asr", "detector", "embedding")
+Kind = Literal["llm", "asr", "diarizer", "detector", "embedding"]
+KINDS: tuple[Kind, ...] = ("llm", "asr", "diarizer", "detector", "embedding")
 
 
 @dataclass

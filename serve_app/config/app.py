@@ -123,6 +123,7 @@ class AppConfig(_Strict):
         vision = self.vision or VisionConfig()
         optional = {
             "ASR": self.speech,
+            "Diarizer": self.speech.diarization if self.speech is not None else None,
             "Detector": vision.detector,
             "ClipEmbedder": vision.clip,
             "TextEmbedder": vision.text_embedder,

@@ -1,10 +1,11 @@
-"""The speech section: the WhisperX ASR deployment and what it bolts on.
+"""The speech section: the WhisperX ASR deployment, the Diarizer beside it, and what they share.
 
-Alignment, diarization and subtitles are optional parts of the one ASR deployment, not
-deployments of their own, so they are configured inside `speech:`: an aligner per language
-(languages without one still get segment timings), a pyannote pipeline or none (then asking
-for speakers is a 400, not a silent omission), and subtitle line limits. The media limits are
-here too because the ASR replica is where media is decoded.
+Alignment and subtitles are optional parts of the one ASR deployment, configured inside
+`speech:`: an aligner per language (languages without one still get segment timings) and
+subtitle line limits. Diarization is its own deployment (`Diarizer`, its own replicas and GPU
+share) running a pyannote pipeline beside the ASR; it is configured here too because it
+serves the same requests, reads the same media limits, and without it asking for speakers
+is a 400, not a silent omission. The media limits are here because both replicas decode media.
 """
 
 from __future__ import annotations
@@ -22,8 +23,25 @@ class AlignerConfig(_Strict):
 
 
 class DiarizationConfig(_Strict):
+    served_name: str = Field(default="diarizer", description="The Diarizer's id in /v1/models and the registry.")
     model: str = Field(description="A local pyannote pipeline directory in the model store (config.yaml + weights).")
     version: str
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when the replica sees it.")
+    cpu_threads: int = Field(default=2, ge=1, description="torch threads on CPU.")
+    max_speakers: int = Field(default=20, ge=1, description="Cap on num_speakers / max_speakers (400 above).")
+    max_known_speakers: int = Field(default=4, ge=0, description="Most known speakers per request (OpenAI: 4).")
+    max_reference_seconds: float = Field(
+        default=10.0, gt=0, description="Longest known-speaker reference clip (OpenAI: 2-10 s); 400 above."
+    )
+    min_reference_seconds: float = Field(
+        default=0.5, ge=0, description="Shortest reference clip that still gives an embedding; 400 below."
+    )
+    match_threshold: float = Field(
+        default=0.5,
+        ge=-1.0,
+        le=1.0,
+        description="Least cosine similarity of a reference to a diarized speaker for that speaker to take its name.",
+    )
 
 
 class SubtitleConfig(_Strict):
@@ -56,7 +74,7 @@ class SpeechConfig(_Strict):
         description="wav2vec2 aligner per language code; languages without one get segment timings only.",
     )
     diarization: DiarizationConfig | None = Field(
-        default=None, description="Unset: requests asking for speakers are rejected with 400."
+        default=None, description="The Diarizer's pipeline; unset: requests asking for speakers are rejected with 400."
     )
     max_media_bytes: int = Field(default=200 << 20, ge=1024, description="Larger media (bytes or file) get 413.")
     max_audio_seconds: float = Field(

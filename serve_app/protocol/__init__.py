@@ -55,6 +55,12 @@ from serve_app.protocol.common import (
     schema_rules,
     when,
 )
+from serve_app.protocol.diarization import (
+    Diarization,
+    DiarizationOptions,
+    KnownSpeakerMatch,
+    SpeakerTurn,
+)
 from serve_app.protocol.gateway import (
     GeneratedKey,
     KeyDeleteRequest,
@@ -143,11 +149,14 @@ from serve_app.protocol.speech import (
     SpeechTimings,
     Transcript,
     Transcription,
+    TranscriptionDiarized,
+    TranscriptionDiarizedSegment,
     TranscriptionFormat,
     TranscriptionOptions,
     TranscriptionSegment,
     TranscriptionVerbose,
     TranscriptionWord,
+    TranslationFormat,
 )
 from serve_app.protocol.vision import (
     Box,
@@ -242,14 +251,21 @@ __all__ = [
     "TextContentPart",
     "Usage",
     # speech
+    "Diarization",
+    "DiarizationOptions",
+    "KnownSpeakerMatch",
+    "SpeakerTurn",
     "SpeechTimings",
     "Transcript",
     "Transcription",
+    "TranscriptionDiarized",
+    "TranscriptionDiarizedSegment",
     "TranscriptionFormat",
     "TranscriptionOptions",
     "TranscriptionSegment",
     "TranscriptionVerbose",
     "TranscriptionWord",
+    "TranslationFormat",
     # vision
     "Box",
     "Detection",

@@ -14,16 +14,21 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_serializer
 
 from serve_app.protocol.common import INT64_MAX, INT64_MIN, ImageData, _Request, new_id, now
+from serve_app.protocol.diarization import DiarizationOptions
 from serve_app.protocol.knowledge import SearchHit
 from serve_app.protocol.llm import FinishReason, Usage
 from serve_app.protocol.speech import SpeechTimings, TranscriptionSegment
 from serve_app.protocol.vision import Detection
 
 
-class VideoSummaryOptions(_Request):
+class VideoSummaryOptions(DiarizationOptions):
+    """The speaker fields (inherited) go to the Diarizer when `diarize` is set."""
+
     language: str | None = Field(default=None, description="ISO-639-1 code; None: detected.")
     prompt: str | None = Field(default=None, description="Initial prompt for the ASR decoder.")
-    diarize: bool = False
+    diarize: bool = Field(
+        default=False, description="Speakers in the segments, the SRT, the transcript and the summary's prompt."
+    )
     model: str | None = Field(default=None, description="LLM, adapter or alias id; None: the configured one.")
     max_summary_tokens: int | None = Field(default=None, ge=1, description="Per LLM call; None: config default.")
     chunk_tokens: int | None = Field(default=None, ge=32, description="Transcript tokens per map chunk.")
@@ -40,6 +45,16 @@ class VideoSummary(BaseModel):
     summary_model: str
     usage: Usage | None = Field(default=None, description="Every LLM call of the summary, summed.")
     timings: SpeechTimings
+    speakers: list[str] | None = Field(default=None, description="diarize: the speakers heard.")
+    transcript: str | None = Field(
+        default=None, description="diarize: the transcript as `SPEAKER: text` lines, one per change of speaker."
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_speakers(self, handler):
+        # Without diarize the answer stays what it was before speakers existed (no null keys added).
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in ("speakers", "transcript")}
 
 
 class VideoSummaryEvent(BaseModel):
@@ -50,6 +65,7 @@ class VideoSummaryEvent(BaseModel):
     duration: float | None = None
     text: str | None = Field(default=None, description="transcript: the whole text.")
     segments: list[TranscriptionSegment] | None = None
+    speakers: list[str] | None = Field(default=None, description="transcript, with diarize: the speakers heard.")
     delta: str | None = Field(default=None, description="summary.delta: the next piece of the summary.")
     summary: str | None = None
     srt: str | None = None

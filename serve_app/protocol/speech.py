@@ -1,10 +1,11 @@
 """Speech contracts: `/v1/audio/transcriptions` in OpenAI's shapes, and the transcript behind them.
 
 The ASR deployment returns one `Transcript` to every caller (HTTP, pipelines, notebooks),
-and each OpenAI `response_format` (json, text, srt, vtt, verbose_json) is shaped from it at
-the edge. Only the subtitle text is rendered inside the deployment, when asked for, because
-its line limits are the server's config. Word timings, speakers and per-stage timings are
-extensions, marked as such.
+and each OpenAI `response_format` (json, text, srt, vtt, verbose_json, diarized_json) is shaped
+from it at the edge. Speakers come from the Diarizer, run beside the ASR and assigned to the
+transcript's segments and words afterwards. Only the subtitle text is rendered inside the
+deployment, when asked for, because its line limits are the server's config. Word timings,
+speakers and per-stage timings are extensions, marked as such.
 """
 
 from __future__ import annotations
@@ -13,22 +14,25 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from serve_app.protocol.common import _Request
+from serve_app.protocol.diarization import DiarizationOptions
 
-TranscriptionFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+TranslationFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+TranscriptionFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
 
 
-class TranscriptionOptions(_Request):
-    """What a caller may ask of the ASR deployment (the form fields of /v1/audio/transcriptions)."""
+class TranscriptionOptions(DiarizationOptions):
+    """What a caller may ask of a transcription (the form fields of /v1/audio/transcriptions).
+
+    The speaker fields (inherited) are the Diarizer's: the app handle's `transcribe` runs it beside
+    the ASR when `diarize` is set; the ASR deployment alone does not diarize.
+    """
 
     model: str | None = Field(default=None, description="Served name or alias; None: the deployment's own.")
     language: str | None = Field(default=None, description="ISO-639-1 code; None: detected.")
     prompt: str | None = Field(default=None, description="Initial prompt for the decoder.")
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     word_timestamps: bool = Field(default=True, description="extension: run word alignment when an aligner exists.")
-    diarize: bool = Field(default=False, description="extension: attach speakers (needs a configured pipeline).")
-    min_speakers: int | None = Field(default=None, ge=1, description="extension: diarization hint.")
-    max_speakers: int | None = Field(default=None, ge=1, description="extension: diarization hint.")
+    diarize: bool = Field(default=False, description="extension: attach speakers (needs a served Diarizer).")
     subtitles: Literal["srt", "vtt"] | None = Field(
         default=None, description="extension: also render subtitles (with the server's line limits)."
     )
@@ -87,7 +91,8 @@ class Transcript(BaseModel):
     segments: list[TranscriptionSegment]
     aligned: bool = Field(description="Word timings present (an aligner exists for the language).")
     alignment_note: str | None = Field(default=None, description="Why words are missing, when they are.")
-    diarized: bool = False
+    diarized: bool = Field(default=False, description="Speakers are attributed (the Diarizer ran).")
+    speakers: list[str] | None = Field(default=None, description="extension: the speakers heard, when diarized.")
     subtitles: str | None = Field(default=None, description="SRT or WebVTT text, when asked for.")
     timings: SpeechTimings = SpeechTimings()
 
@@ -112,3 +117,23 @@ class TranscriptionVerbose(BaseModel):
     words: list[TranscriptionWord] | None = None
     aligned: bool = Field(description="extension: word timings came from forced alignment.")
     alignment_note: str | None = Field(default=None, description="extension: why words are missing.")
+
+
+class TranscriptionDiarizedSegment(BaseModel):
+    """One segment of response_format=diarized_json (OpenAI's shape)."""
+
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str
+
+
+class TranscriptionDiarized(BaseModel):
+    """response_format=diarized_json."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[TranscriptionDiarizedSegment]

@@ -34,6 +34,11 @@ INEXPRESSIBLE = {
     "image": "bytes that decode as an image",
     "language": "a language the ASR model knows",
     "collection": "required only when the app's config names no default collection",
+    "known_speaker_references": "clips that decode as 0.5-10 s of audio with speech, one per name",
+    "known_speaker_names": "one distinct name per reference clip, at most the Diarizer's max_known_speakers",
+    "num_speakers": "within [min_speakers, max_speakers] and the Diarizer's configured cap",
+    "min_speakers": "at most max_speakers and the Diarizer's configured cap",
+    "max_speakers": "at most the Diarizer's configured cap",
 }
 ST = Path(sys.executable).with_name("st")
 

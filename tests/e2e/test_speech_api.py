@@ -180,10 +180,6 @@ def test_unknown_language(http, mp4):
     assert_envelope(transcribe(http, mp4, language="xx"), 400, param="language")
 
 
-def test_diarization_without_a_pipeline_is_rejected(http, mp4):
-    assert_envelope(transcribe(http, mp4, diarize="true"), 400, param="diarize")
-
-
 def test_unknown_model_is_404(http, mp4):
     reply = http.post(
         "/v1/audio/transcriptions", data={"model": "whisper-9"}, files={"file": ("a.mp4", mp4, "video/mp4")}

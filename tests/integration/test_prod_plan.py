@@ -12,7 +12,7 @@ from ray import serve
 from tests import serve_harness
 from tests.conftest import LOCAL_MODEL
 
-# Eleven replicas cold-start: minutes on 2 cores, longer on a loaded CI machine.
+# Twelve replicas cold-start: minutes on 2 cores, longer on a loaded CI machine.
 pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(900)]
 
 APP = "prod-plan"
@@ -30,6 +30,7 @@ def _tiny_model(app: dict) -> None:
     speech = app["args"]["speech"]
     speech.update(model="tiny-whisper", version="v1", beam_size=1, max_new_tokens=24, cpu_threads=1)
     speech["aligners"] = {"en": {"model": "tiny-wav2vec2-en", "version": "v1"}}
+    speech["diarization"].update(model="tiny-diarization", version="v1", cpu_threads=1)
     vision = app["args"]["vision"]
     vision["detector"].update(served_name="tiny-yolov8n", model="tiny-yolov8n", version="v1", imgsz=320)
     vision["clip"].update(served_name="tiny-clip", model="tiny-clip", version="v1")
@@ -61,7 +62,9 @@ async def test_llm_replica_holds_its_gpu_fraction_and_falls_back_to_cpu(prod_pla
 def test_autoscaled_deployments_start_at_min_replicas(prod_plan):
     deployments = serve.status().applications[APP].deployments
     autoscaled = [d["name"] for d in prod_plan["deployments"] if "autoscaling_config" in d]
-    assert {"Ingress", "LLM", "LLM-qwen2.5-1.5b-instruct", "ASR", "VideoSummary", "ImageRAG"} <= set(autoscaled)
+    assert {"Ingress", "LLM", "LLM-qwen2.5-1.5b-instruct", "ASR", "Diarizer", "VideoSummary", "ImageRAG"} <= set(
+        autoscaled
+    )
     for name in autoscaled:
         minimum = serve_harness.deployment_options(prod_plan, name)["autoscaling_config"]["min_replicas"]
         running = deployments[name].replica_states.get("RUNNING", 0)
@@ -90,7 +93,15 @@ def test_every_planned_deployment_runs_on_its_gpu_fraction_within_one_gpu(prod_p
     # otherwise, so RUNNING replicas of every planned deployment prove the placement.
     deployments = serve.status().applications[APP].deployments
     plan = prod_plan["args"]["gpu_plan"]["deployments"]
-    assert set(plan) == {"LLM", "LLM-qwen2.5-1.5b-instruct", "ASR", "Detector", "ClipEmbedder", "TextEmbedder"}
+    assert set(plan) == {
+        "LLM",
+        "LLM-qwen2.5-1.5b-instruct",
+        "ASR",
+        "Diarizer",
+        "Detector",
+        "ClipEmbedder",
+        "TextEmbedder",
+    }
     for name in plan:
         assert deployments[name].replica_states.get("RUNNING", 0) >= 1, name
     assert 0 < sum(b["num_gpus"] for b in plan.values()) <= 1.0  # one of each, at min_replicas

@@ -201,6 +201,7 @@ async def test_the_llm_shapes_what_its_engine_streams_and_counts_it(monkeypatch)
 MODEL_DEPLOYMENTS = {
     "LLM": "deployments.llm.deployment",
     "ASR": "deployments.asr",
+    "Diarizer": "deployments.diarizer",
     "Detector": "deployments.detector",
     "ClipEmbedder": "deployments.embedder",
     "TextEmbedder": "deployments.text_embedder",

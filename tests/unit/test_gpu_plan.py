@@ -142,7 +142,7 @@ def test_vllm_utilization_is_derived_from_the_budget_or_checked_against_it():
 def test_plan_table_for_prod_yaml():
     table, holds = plan_file(CONFIGS / "prod.yaml")
     assert holds, table
-    assert "at min scale: 0.86 GPU in fractions -> 1 x H100-80GB" in table
+    assert "at min scale: 0.90 GPU in fractions -> 1 x H100-80GB" in table
     assert "-> 4 x H100-80GB" in table.splitlines()[-2]
     llm = next(line for line in table.splitlines() if line.startswith("LLM "))
     assert llm.split() == ["LLM", "0.45", "36.0", "32.0", "33.0", "1", "4", "4"]
@@ -152,7 +152,7 @@ def test_plan_table_on_a_smaller_card_lists_every_broken_budget(tmp_path):
     table, holds = plan_file(CONFIGS / "prod.yaml", "L4-24GB")
     assert not holds
     broken = [line for line in table.splitlines() if line.startswith("BROKEN")]
-    assert len(broken) == 6 and "num_gpus 0.45 x 24 GB (L4-24GB) = 10.8 GB" in broken[0]
+    assert len(broken) == 7 and "num_gpus 0.45 x 24 GB (L4-24GB) = 10.8 GB" in broken[0]
 
 
 def test_plan_table_flags_yaml_actor_options_that_would_replace_the_plan(tmp_path):

@@ -36,12 +36,13 @@ def test_shipped_configs_deploy_speech(name):
     assert config.speech is not None and config.video_summary is not None
     assert "whisper-1" in config.speech.aliases
     names = {d["name"] for d in app["deployments"]}
-    assert {"ASR", "VideoSummary"} <= names
+    assert {"ASR", "Diarizer", "VideoSummary"} <= names and config.speech.diarization is not None
 
 
 def test_local_speech_fits_half_a_cpu():
     app = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())["applications"][0]
-    cpus = sum(d["ray_actor_options"]["num_cpus"] for d in app["deployments"] if d["name"] in ("ASR", "VideoSummary"))
+    speech = ("ASR", "Diarizer", "VideoSummary")
+    cpus = sum(d["ray_actor_options"]["num_cpus"] for d in app["deployments"] if d["name"] in speech)
     assert cpus <= 0.5
 
 

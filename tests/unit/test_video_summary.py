@@ -64,3 +64,32 @@ def test_a_configured_alias_leaves_a_direct_caller_on_the_llm_the_pipeline_was_b
     assert aliased._summariser(VideoSummaryOptions())._llm is bound
     named = VideoSummaryPipeline.func_or_class(models, VideoSummaryConfig(llm_model="large"), "asr", "large")
     assert named._config.llm_model == "large"
+
+
+async def test_with_speakers_the_summary_is_asked_who_said_what():
+    from pipelines.video_summary import summarize_video
+    from tests.fakes import FakeASR, FakeDiarizer
+
+    llm, asr, diarizer = FakeLLM(), FakeASR(), FakeDiarizer()
+    summariser = Summariser(FakeHandle(llm), VideoSummaryConfig(), VideoSummaryOptions(diarize=True))
+    options = VideoSummaryOptions(diarize=True, num_speakers=2)
+    result = await summarize_video(FakeHandle(asr), FakeHandle(diarizer), summariser, b"media", options)
+    assert result.speakers == ["SPEAKER_00", "SPEAKER_01"] and result.transcript == "SPEAKER_00: 5 bytes"
+    assert "SPEAKER_00: 5 bytes" in llm.prompts[-1] and result.srt.startswith(
+        "1\n00:00:00,000 --> 00:00:01,000\nSPEAKER_00:"
+    )
+    assert diarizer.options[0].num_speakers == 2 and asr.options[0].diarize is False
+
+
+async def test_without_speakers_nothing_changes_and_no_diarizer_is_needed():
+    from pipelines.video_summary import summarize_video
+    from tests.fakes import FakeASR
+
+    llm, asr = FakeLLM(), FakeASR()
+    summariser = Summariser(FakeHandle(llm), VideoSummaryConfig(), VideoSummaryOptions())
+    result = await summarize_video(FakeHandle(asr), None, summariser, b"media", VideoSummaryOptions())
+    assert "speakers" not in result.model_dump() and "transcript" not in result.model_dump()
+    assert "5 bytes" in llm.prompts[-1] and "SPEAKER" not in llm.prompts[-1]
+    with pytest.raises(InvalidRequest) as info:
+        await summarize_video(FakeHandle(asr), None, summariser, b"media", VideoSummaryOptions(diarize=True))
+    assert info.value.param == "diarize"

@@ -25,6 +25,7 @@ from serve_app.common.model_store import (
     staging_dir,
     verify,
 )
+from serve_app.tools.tiny_models.diarization import build_tiny_diarization
 from serve_app.tools.tiny_models.llm import build_tiny_llm, build_tiny_lora
 from serve_app.tools.tiny_models.speech import build_tiny_wav2vec2, build_tiny_whisper
 from serve_app.tools.tiny_models.vision import build_tiny_clip, build_tiny_yolov8n
@@ -60,6 +61,7 @@ TINY_MODELS: dict[tuple[str, str], Builder] = {
     ("tiny-qwen2-lora-b", "v1"): _tiny_lora(seed=12),
     ("tiny-whisper", "v1"): _alone(build_tiny_whisper),
     ("tiny-wav2vec2-en", "v1"): _alone(build_tiny_wav2vec2),
+    ("tiny-diarization", "v1"): _alone(build_tiny_diarization),
     ("tiny-yolov8n", "v1"): _alone(build_tiny_yolov8n),
     ("tiny-clip", "v1"): _alone(build_tiny_clip),
 }
