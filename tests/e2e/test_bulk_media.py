@@ -35,13 +35,15 @@ def test_bulk_transcribe_a_folder_to_srt_then_a_rerun_does_nothing(local_app, op
     (folder / "a.mp4").write_bytes(encode(speech(1.5), "mp4", video=True))
     (folder / "day2" / "b.mp4").write_bytes(encode(speech(1.0), "mp4", video=True))
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is no video at all")
-    first = bulk(local_app, "transcribe", str(folder), "--format", "srt", "--out", str(out), "--now")
+    first = bulk(
+        local_app, "transcribe", str(folder), "--format", "srt", "--out", str(out), "--language", "en", "--now"
+    )
     assert first.returncode == 1, first.stdout + first.stderr  # one file failed
     assert "transcribe: 2 done, 0 skipped (done before), 1 failed" in first.stdout
     assert "failed broken.mp4: " in first.stdout and "not a readable audio or video file" in first.stdout
     for name in ("a.mp4.srt", "day2/b.mp4.srt"):
         cues = list(srt.parse((out / name).read_text()))
-        assert cues and all(cue.end > cue.start for cue in cues)
+        assert [c.index for c in cues] == list(range(1, len(cues) + 1)) and all(c.end > c.start for c in cues)
     assert not (out / "broken.mp4.srt").exists()
     batches = len(openai_client.batches.list(limit=100).data)
     (folder / "broken.mp4").unlink()
