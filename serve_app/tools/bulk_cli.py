@@ -225,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"error: {args.url} did not answer: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before the batch exists (while uploading): nothing ran, nothing to keep
+        print("stopped before the batch was created; the uploads are deleted", file=sys.stderr)
+        bulk.cleanup(job)
+        return 130
     print(f"{args.action}: {len(job.done)} done, {job.skipped} skipped (done before), {len(job.failed)} failed")
     for rel, why in sorted(job.failed.items()):
         print(f"  failed {rel}: {why}")
