@@ -67,7 +67,9 @@ def make_media(root: Path, videos: int, seconds: float, images: int) -> tuple[Pa
         (video_dir / f"v{i:03d}.mp4").write_bytes(clip)
     shapes, colors = ("square", "circle", "triangle"), ("red", "green", "blue")
     for i in range(images):
-        (image_dir / f"i{i:04d}.png").write_bytes(png(shapes[i % 3], colors[i % 3 - (i // 3) % 3], (160, 120), text=str(i)))
+        (image_dir / f"i{i:04d}.png").write_bytes(
+            png(shapes[i % 3], colors[i % 3 - (i // 3) % 3], (160, 120), text=str(i))
+        )
     return video_dir, image_dir
 
 
