@@ -91,6 +91,7 @@ bench: install models test-tools
 	$(PY) benchmarks/llm_variants.py
 	$(PY) benchmarks/gateway_overhead.py
 	$(PY) benchmarks/batch_throughput.py
+	$(PY) benchmarks/bulk_media.py
 
 clean:
 	rm -rf $(VENV) .tools data .pytest_cache

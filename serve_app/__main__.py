@@ -153,6 +153,18 @@ def _batch(args: argparse.Namespace) -> int:
     return batch_cli.run(args)
 
 
+def _bulk_args(parser: argparse.ArgumentParser) -> None:
+    from serve_app.tools import bulk_cli
+
+    bulk_cli.add_arguments(parser)
+
+
+def _bulk(args: argparse.Namespace) -> int:
+    from serve_app.tools import bulk_cli
+
+    return bulk_cli.run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("`serve run CONFIG` on a fresh local Ray (dashboard off), announcing readiness", _run_args, _run),
     "plan": Command("print a config's GPU plan; exit 1 when a budget does not fit its fraction", _plan_args, _plan),
@@ -173,6 +185,9 @@ COMMANDS: dict[str, Command] = {
     "batch": Command(
         "a JSONL file through the Batch API of a running server (submit --wait, status, cancel)", _batch_args, _batch
     ),  # fmt: skip
+    "bulk": Command(
+        "a folder of media as a batch: transcribe, summarize or index, with progress and resume", _bulk_args, _bulk
+    ),
 }
 
 

@@ -116,10 +116,10 @@ def _refusal(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return error.status, error.envelope().model_dump(mode="json")
 
 
-def _result(row: _Row, status: int, answer: dict[str, Any]) -> LineResult:
+def _result(row: _Row, status: int, answer: dict[str, Any] | str) -> LineResult:
     if status != 200:
         return LineResult(row.idx, True, answered(row.custom_id, status, answer))
-    usage = answer.get("usage") or {}
+    usage = (answer.get("usage") if isinstance(answer, dict) else None) or {}  # SRT, VTT, text: a string
     tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     return LineResult(row.idx, False, answered(row.custom_id, 200, answer), tokens_in, tokens_out)
 

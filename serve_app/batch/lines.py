@@ -2,8 +2,9 @@
 
 Validation follows OpenAI's: the whole file is read once and every broken line is named (bad JSON,
 a missing field, a duplicate `custom_id`, a `url` other than the batch's endpoint, a model the app
-does not serve, more lines than allowed); a batch with any of them fails before a single request is
-sent. What a line's request then does (a 400 from the model, say) is that line's own result.
+does not serve, more lines than allowed, a media line naming no `file`); a batch with any of them
+fails before a single request is sent. What a line's request then does (a 400 from the model, say) is
+that line's own result.
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from serve_app.protocol import BatchError, BatchInputLine, BatchLineError, BatchLineResponse, BatchOutputLine
+from serve_app.protocol import (
+    COLLECTION_ITEMS,
+    MEDIA_BATCH_ENDPOINTS,
+    BatchError,
+    BatchInputLine,
+    BatchLineError,
+    BatchLineResponse,
+    BatchOutputLine,
+)
 
+# Media routes whose `model` is the LLM of a pipeline, configured by default: a line may leave it out.
+OPTIONAL_MODEL = frozenset({"/v1/pipelines/video-summary", "/v1/pipelines/image-rag"})
 MAX_NAMED_ERRORS = 100  # a file of 50,000 bad lines names the first hundred, and says how many more
 
 
@@ -76,9 +87,14 @@ def _check(
         return BatchError(code="duplicate_custom_id", message=message, param="custom_id", line=number), None
     seen.add(line.custom_id)
     model = line.body.get("model")
-    if not isinstance(model, str) or model not in served:
+    needs_model = endpoint not in OPTIONAL_MODEL and not COLLECTION_ITEMS.match(endpoint)
+    if (needs_model or model is not None) and (not isinstance(model, str) or model not in served):
         message = f"The model {model!r} is not served here for {endpoint}; served: {sorted(served)}."
         return BatchError(code="model_not_found", message=message, param="body.model", line=number), None
+    if endpoint in MEDIA_BATCH_ENDPOINTS and not isinstance(line.body.get("file"), str):
+        # Whether the file exists, is the caller's and is media is the line's own result, when it runs.
+        message = 'A media line names its media by id: `"file": "file-..."` (an upload with purpose user_data).'
+        return BatchError(code="invalid_request", message=message, param="body.file", line=number), None
     return None, line
 
 
@@ -93,7 +109,7 @@ def request_id() -> str:
     return f"batch_req_{uuid.uuid4().hex}"
 
 
-def answered(custom_id: str, status_code: int, body: dict[str, Any]) -> str:
+def answered(custom_id: str, status_code: int, body: dict[str, Any] | str) -> str:
     """A line that got an HTTP answer, as OpenAI writes it (a non-2xx one goes to the error file)."""
     response = BatchLineResponse(status_code=status_code, request_id=request_id(), body=body)
     return BatchOutputLine(id=request_id(), custom_id=custom_id, response=response).model_dump_json()

@@ -11,6 +11,9 @@ blocking iteration runs in a worker thread; records are small writes made on the
     validating -> failed                        (the input file broken, every bad line named)
     any unfinished -> cancelling -> cancelled   (what completed is kept)
     in_progress past its window -> expired      (lines not run: `batch_expired` in the error file)
+
+With `batch.window` set (say `22:00-06:00`, the server's local time by `clock`), a validated batch
+waits in_progress, nothing done, until the clock is inside it; `metadata.window: now` runs at once.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import get_args
 
@@ -52,8 +57,11 @@ def new_file_id() -> str:
 
 
 class BatchRunner:
-    def __init__(self, config: BatchConfig, data_dir: Path, app_name: str):
+    def __init__(
+        self, config: BatchConfig, data_dir: Path, app_name: str, clock: Callable[[], datetime] = datetime.now
+    ):
         self._config = config
+        self._clock = clock  # the server's local time, for `batch.window`; tests set their own
         self._files = config.files_path(data_dir)
         self._files.mkdir(parents=True, exist_ok=True)
         self._store = BatchStore(Path(data_dir) / "batches" / "batches.sqlite3")
@@ -171,6 +179,8 @@ class BatchRunner:
         try:
             if batch.status == "validating":
                 batch = self._validate(batch)
+            if batch.status == "in_progress" and not self._may_run(batch):
+                return  # outside the window: in_progress with nothing done; the loop looks again each poll
             if batch.status == "in_progress":
                 batch = await self._run(batch)
             if batch.status in ("finalizing", "cancelling"):
@@ -192,6 +202,13 @@ class BatchRunner:
         batch.request_counts = BatchRequestCounts(total=len(lines))
         return self._finish(batch, "in_progress")
 
+    def _may_run(self, batch: Batch) -> bool:
+        """Inside `batch.window` (or none is set), created with `metadata.window: now`, or past its own
+        completion window (then it expires, as it would otherwise never finish)."""
+        if (batch.metadata or {}).get("window") == "now" or self._expired(batch):
+            return True
+        return self._config.in_window(self._clock().time())
+
     def _lines(self, batch: Batch) -> list[PendingLine]:
         with open(self._files / batch.input_file_id, "rb") as source:
             lines, _ = check_lines(source, batch.endpoint, self._store.batch_models(batch.id), self._config.max_lines)
@@ -199,7 +216,7 @@ class BatchRunner:
 
     async def _run(self, batch: Batch) -> Batch:
         lines = self._lines(batch)
-        for attempt in range(1, RUN_ATTEMPTS + 1):
+        for attempt in range(1, 0 if self._expired(batch) else RUN_ATTEMPTS + 1):
             done = self._store.done_lines(batch.id)
             pending = [line for line in lines if line.idx not in done]
             try:

@@ -7,6 +7,7 @@ be in flight per model, and how long a line waits while online requests keep tha
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 from pydantic import Field
@@ -20,7 +21,21 @@ class BatchConfig(_Strict):
         description="Where uploaded and result files are stored, by id; unset: <data_dir>/files. "
         "On a cluster, a directory every node can read.",
     )
-    max_file_bytes: int = Field(default=200 << 20, ge=1024, description="Larger uploads to /v1/files get 413.")
+    max_file_bytes: int = Field(
+        default=200 << 20, ge=1024, description="Larger uploads to /v1/files with purpose `batch` get 413."
+    )
+    max_media_bytes: int = Field(
+        default=2 << 30,
+        ge=1024,
+        description="Larger uploads to /v1/files with purpose `user_data` (media for batch lines) get 413.",
+    )
+    window: str | None = Field(
+        default=None,
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
+        description="`HH:MM-HH:MM`, the server's local time (may wrap midnight, e.g. `22:00-06:00`): batches "
+        "run only inside it, and wait in_progress outside it, unless created with `metadata.window: now`. "
+        "Unset: always.",
+    )
     max_lines: int = Field(default=50_000, ge=1, description="A batch's input file may hold this many lines.")
     max_in_flight: int = Field(
         default=12,
@@ -50,6 +65,23 @@ class BatchConfig(_Strict):
         default=86_400.0, gt=0.0, description="`24h`: a batch not done by then is expired."
     )
     poll_interval_s: float = Field(default=1.0, gt=0.0, description="How often the runner looks for work.")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """What /v1/files lets through before it knows the purpose (the form comes with the body)."""
+        return max(self.max_file_bytes, self.max_media_bytes)
+
+    def upload_limit(self, purpose: str) -> int:
+        return self.max_file_bytes if purpose == "batch" else self.max_media_bytes
+
+    def in_window(self, now: time) -> bool:
+        """Whether `now` (local wall-clock time) is inside `window`; always True without one."""
+        if self.window is None:
+            return True
+        start, end = (time.fromisoformat(part) for part in self.window.split("-"))
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end  # it wraps midnight
 
     def files_path(self, data_dir: Path) -> Path:
         return (self.files_dir or data_dir / "files").expanduser().resolve()

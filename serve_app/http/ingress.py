@@ -86,7 +86,7 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
             api_key=self._api_key,
             gateway=self._gateway,
             served_models=lambda: self._served_ids,
-            upload_limits={"/v1/files": self._batch.max_file_bytes} if self._batch else None,
+            upload_limits={"/v1/files": self._batch.max_upload_bytes} if self._batch else None,
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -15,7 +15,9 @@ without a model stack.
 
 from serve_app.protocol.batch import (
     BATCH_ENDPOINTS,
+    COLLECTION_ITEMS,
     FINAL_STATUSES,
+    MEDIA_BATCH_ENDPOINTS,
     METADATA_KEY_CHARS,
     METADATA_PAIRS,
     METADATA_VALUE_CHARS,
@@ -37,6 +39,7 @@ from serve_app.protocol.batch import (
     FileObject,
     FilePurpose,
     UploadPurpose,
+    batch_endpoint,
     check_metadata,
 )
 from serve_app.protocol.common import (
@@ -174,6 +177,9 @@ from serve_app.protocol.vision import (
 __all__ = [
     # batch
     "BATCH_ENDPOINTS",
+    "COLLECTION_ITEMS",
+    "MEDIA_BATCH_ENDPOINTS",
+    "batch_endpoint",
     "FINAL_STATUSES",
     "METADATA_KEY_CHARS",
     "METADATA_PAIRS",

@@ -7,6 +7,7 @@ Depends only on serve_app.protocol.common.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -16,6 +17,27 @@ from serve_app.protocol.common import _Request
 # What a batch may target, as OpenAI spells it; the runner calls the app's own route for each.
 BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 BatchEndpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+# Extension: media routes a batch may target too; a line names its media by `"file": "file-..."`
+# (an upload with purpose user_data). Knowledge-base indexing is `/v1/collections/{name}/items`,
+# one item per line.
+MEDIA_BATCH_ENDPOINTS = (
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+    "/v1/pipelines/video-summary",
+    "/v1/detections",
+    "/v1/pipelines/image-rag",
+)
+COLLECTION_ITEMS = re.compile(r"^/v1/collections/([A-Za-z0-9_-]{1,64})/items$")
+
+
+def batch_endpoint(endpoint: str) -> str:
+    """`endpoint` when a batch may target it, else a ValueError listing what may be."""
+    if endpoint in BATCH_ENDPOINTS or endpoint in MEDIA_BATCH_ENDPOINTS or COLLECTION_ITEMS.match(endpoint):
+        return endpoint
+    allowed = ", ".join([*BATCH_ENDPOINTS, *MEDIA_BATCH_ENDPOINTS, "/v1/collections/{name}/items"])
+    raise ValueError(f"{endpoint!r} cannot be run in a batch; allowed: {allowed}")
+
+
 BatchStatus = Literal[
     "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
 ]
@@ -72,7 +94,11 @@ def check_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
 
 class BatchCreateRequest(_Request):
     input_file_id: str = Field(min_length=1)
-    endpoint: BatchEndpoint
+    endpoint: str = Field(
+        description="OpenAI's `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`; extension: "
+        + ", ".join(f"`{e}`" for e in MEDIA_BATCH_ENDPOINTS)
+        + ", `/v1/collections/{name}/items`.",
+    )
     completion_window: Literal["24h"]
     metadata: dict[str, str] | None = Field(
         default=None,
@@ -81,6 +107,7 @@ class BatchCreateRequest(_Request):
     )
 
     _metadata_bounds = field_validator("metadata")(check_metadata)
+    _endpoint_allowed = field_validator("endpoint")(batch_endpoint)
 
 
 class BatchRequestCounts(BaseModel):
@@ -153,7 +180,7 @@ class BatchInputLine(BaseModel):
 class BatchLineResponse(BaseModel):
     status_code: int
     request_id: str
-    body: dict[str, Any]
+    body: dict[str, Any] | str = Field(description="A JSON answer, or a text one (SRT, VTT, text) as a string.")
 
 
 class BatchLineError(BaseModel):

@@ -29,7 +29,7 @@ LINE = {"custom_id": "a", "method": "POST", "url": CHAT, "body": {"model": LLM, 
 
 @pytest.fixture()
 def batch_config(tmp_path) -> BatchConfig:
-    return BatchConfig(files_dir=tmp_path / "files", max_file_bytes=4096)
+    return BatchConfig(files_dir=tmp_path / "files", max_file_bytes=4096, max_media_bytes=4096)
 
 
 @pytest.fixture()

@@ -7,7 +7,8 @@ key that made the batch, and with `metadata.cache: warm` its answer is stored in
 `batch_line` answers one line (chat, completions: the engine batches them continuously, so a line
 each keeps it full). `batch_embeddings` answers a block of lines in one call per model, through the
 embedder's `embed_many`: an embedding is a few milliseconds of compute, and two handle calls per
-line would cost more than the model.
+line would cost more than the model. Media lines (transcriptions, detections, pipelines, indexing)
+go one per call too, through serve_app.http.routes.batch_media.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from serve_app.errors import APIError, InvalidRequest, ServiceUnavailable, as_ap
 from serve_app.gateway.state import Settlement
 from serve_app.http.answer_cache import warm
 from serve_app.http.online_load import OnlineLoad
-from serve_app.http.routes.base import Backends
+from serve_app.http.routes.batch_media import BatchMedia
 from serve_app.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, EmbeddingResponse
 
 REQUEST_TYPES: dict[str, type[BaseModel]] = {
@@ -33,7 +34,7 @@ REQUEST_TYPES: dict[str, type[BaseModel]] = {
 LineAnswer = tuple[int, dict[str, Any]]  # (status code, body): what a line's output or error line holds
 
 
-class BatchLines(Backends):
+class BatchLines(BatchMedia):
     _batch: BatchConfig | None
     _online: OnlineLoad
 
@@ -44,12 +45,15 @@ class BatchLines(Backends):
 
     async def batch_line(
         self, endpoint: str, body: dict[str, Any], line_owner: str | None = None, warm_cache: bool = False
-    ) -> dict[str, Any]:
-        """One line's request, answered as its online route would (the answer's dict), or its APIError."""
+    ) -> dict[str, Any] | str:
+        """One line's request, answered as its online route would (the answer's dict, or a text answer's
+        string), or its APIError."""
         if body.get("stream"):
             raise InvalidRequest("A batch line cannot stream; leave `stream` out.", param="stream")
         model = str(body.get("model"))
         await self._online_first(model)
+        if endpoint not in REQUEST_TYPES:  # a media line (serve_app.http.routes.batch_media)
+            return await self.media_line(endpoint, body, line_owner)
         started = time.monotonic()
         if endpoint == "/v1/chat/completions":
             answer: Any = await self.chat(body)  # type: ignore[attr-defined]  # LLMRoutes, on the same Ingress

@@ -21,11 +21,13 @@ from fastapi import File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 from ray.serve.handle import DeploymentHandle
 
+from serve_app.errors import PayloadTooLarge
 from serve_app.http.app import AUTHENTICATED, JSON_API, UPLOAD_API
 from serve_app.http.auth import allowed_models, current
 from serve_app.http.routes.batch_lines import BatchLines
 from serve_app.http.routing import delete, get, post
 from serve_app.protocol import (
+    COLLECTION_ITEMS,
     Batch,
     BatchCreateRequest,
     BatchList,
@@ -67,12 +69,19 @@ class BatchRoutes(BatchLines):
         file_id = f"file-{uuid.uuid4().hex}"
         path = self._files_dir() / file_id
         part = path.with_suffix(".part")
+        # The body limit let through the larger of the two limits (the purpose comes inside the
+        # form); the purpose's own is checked here, as the bytes are copied.
+        limit = self._batch_config().upload_limit(purpose)
         try:
             size = 0
             with open(part, "wb") as out:
                 while chunk := await file.read(_CHUNK):
-                    out.write(chunk)
                     size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(
+                            f"A file with purpose '{purpose}' may be at most {limit} bytes.", param="file"
+                        )
+                    out.write(chunk)
             part.rename(path)
             record = FileObject(
                 id=file_id,
@@ -140,7 +149,13 @@ class BatchRoutes(BatchLines):
         """The models a batch for `endpoint` may name: served for that endpoint, and the key's to use."""
         if endpoint == "/v1/embeddings":
             served = set(self._models.served("embedding"))
-        else:
+        elif endpoint in ("/v1/audio/transcriptions", "/v1/audio/translations"):
+            served = set(self._models.served("asr"))
+        elif endpoint == "/v1/detections":
+            served = set(self._models.served("detector"))
+        elif COLLECTION_ITEMS.match(endpoint):
+            served = set()  # an item is embedded by its collection's model
+        else:  # chat, completions, and the pipelines' LLM
             served = set(self._models.served("llm")) | {alias.name for alias in self._traffic.aliases}
         allowed = allowed_models()
         return sorted(served if allowed is None else served & allowed)

@@ -143,7 +143,8 @@ class SpeechRoutes(Backends):
             "known_speaker_names": known_speaker_names or [],
             "known_speaker_references": known_speaker_references or [],
         }
-        transcript = await self.transcribe(await file.read(), options)
+        with self._online.serving(model):  # media batch lines to this model wait for it
+            transcript = await self.transcribe(await file.read(), options)
         return render_transcription(transcript, response_format, granularities)
 
     @post("/v1/audio/translations", dependencies=UPLOAD_API)
@@ -165,7 +166,8 @@ class SpeechRoutes(Backends):
             subtitles=subtitles,
             task="translate",
         )
-        transcript = await self.transcribe(await file.read(), options)
+        with self._online.serving(model):
+            transcript = await self.transcribe(await file.read(), options)
         return render_transcription(transcript, response_format, [])
 
     @post("/v1/pipelines/video-summary", response_model=VideoSummary, dependencies=UPLOAD_API)

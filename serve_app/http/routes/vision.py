@@ -65,7 +65,9 @@ class VisionRoutes(Backends):
         openapi_extra=image_body_schema(DetectionRequest),
     )
     async def detections(self, request: Request) -> Any:
-        return await self.detect(await image_body(request, DetectionRequest))
+        body = await image_body(request, DetectionRequest)
+        with self._online.serving(body.model):  # detection batch lines to this model wait for it
+            return await self.detect(body)
 
     @post("/v1/embeddings", response_model=EmbeddingResponse, dependencies=JSON_BODY)
     async def embeddings(self, body: Annotated[EmbeddingRequest, Depends(admitted_embedding)], request: Request) -> Any:
