@@ -216,7 +216,20 @@ class BatchRunner:
 
     async def _run(self, batch: Batch) -> Batch:
         lines = self._lines(batch)
-        for attempt in range(1, 0 if self._expired(batch) else RUN_ATTEMPTS + 1):
+        if not self._expired(batch):  # one past its window (it waited outside `batch.window`) runs nothing
+            await self._run_pending(batch, lines)
+        batch = self._store.get_batch(batch.id) or batch
+        if self._store.cancel_requested(batch.id):
+            return self._finish(batch, "cancelling")
+        if self._expired(batch):
+            self._expire_rest(batch, lines)
+            return self._finalize(batch, "expired")
+        return self._finish(batch, "finalizing")
+
+    async def _run_pending(self, batch: Batch, lines: list[PendingLine]) -> None:
+        """The lines with no stored result, on Ray Data; a pipeline that stops (an actor or a replica
+        lost) is started again for the lines still pending, RUN_ATTEMPTS times in all."""
+        for attempt in range(1, RUN_ATTEMPTS + 1):
             done = self._store.done_lines(batch.id)
             pending = [line for line in lines if line.idx not in done]
             try:
@@ -231,19 +244,12 @@ class BatchRunner:
                     commit=lambda results: self._commit(batch, results),
                     stop=lambda: self._should_stop(batch),
                 )
-                break
+                return
             except Exception:
                 if attempt == RUN_ATTEMPTS:
                     raise
                 logger.exception("batch %s: its pipeline stopped; resuming (attempt %d)", batch.id, attempt + 1)
                 await asyncio.sleep(attempt)
-        batch = self._store.get_batch(batch.id) or batch
-        if self._store.cancel_requested(batch.id):
-            return self._finish(batch, "cancelling")
-        if self._expired(batch):
-            self._expire_rest(batch, lines)
-            return self._finalize(batch, "expired")
-        return self._finish(batch, "finalizing")
 
     def _commit(self, batch: Batch, results: list[LineResult]) -> None:
         # Only the line rows: a running batch's counts are read from them (`_live`), so this worker

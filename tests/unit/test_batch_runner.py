@@ -88,17 +88,34 @@ def test_a_restarted_runner_runs_only_the_lines_not_stored(tmp_path, pipeline):
     assert [json.loads(line)["custom_id"] for line in output] == [f"c{i}" for i in range(5)]
 
 
-def test_past_its_window_a_batch_expires_and_the_rest_is_written_as_expired(tmp_path, pipeline):
-    _, per_call = pipeline
-    per_call["n"] = 1
-    runner = make(tmp_path, completion_window_s=0.001)
+def test_past_its_window_a_batch_expires_and_the_rest_is_written_as_expired(tmp_path, monkeypatch):
+    runner = make(tmp_path, completion_window_s=60)
     batch = create(runner, tmp_path, 3)
+    now = runner_module.time.time()
+
+    def one_line_then_the_window_ends(lines, *, commit, stop, **_):
+        commit([LineResult(lines[0].idx, False, answered(lines[0].custom_id, 200, {}), 1, 1)])
+        monkeypatch.setattr(runner_module.time, "time", lambda: now + 120)  # the clock passes the window
+        assert stop()
+        return False
+
+    monkeypatch.setattr(runner_module, "run_lines", one_line_then_the_window_ends)
     asyncio.run(runner._carry_on(batch.id))
     done = runner.batch(batch.id, None)
     assert done.status == "expired" and done.expired_at
     assert (done.request_counts.completed, done.request_counts.failed) == (1, 2)
     errors = [json.loads(line) for line in (runner._files / done.error_file_id).read_text().splitlines()]
     assert {e["error"]["code"] for e in errors} == {"batch_expired"} and all(e["response"] is None for e in errors)
+    assert len((runner._files / done.output_file_id).read_text().splitlines()) == 1
+
+
+def test_a_batch_already_past_its_window_runs_nothing(tmp_path, pipeline):
+    seen, _ = pipeline
+    runner = make(tmp_path, completion_window_s=0.001)
+    batch = create(runner, tmp_path, 2)
+    asyncio.run(runner._carry_on(batch.id))
+    done = runner.batch(batch.id, None)
+    assert done.status == "expired" and seen == [] and done.request_counts.failed == 2
 
 
 def test_a_cancel_before_it_runs_ends_cancelled_with_nothing_run(tmp_path, pipeline):
