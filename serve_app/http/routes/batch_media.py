@@ -93,7 +93,7 @@ class BatchMedia(Backends):
             prompt=line.prompt or None,
             temperature=line.temperature,
             word_timestamps="word" in granularities or subtitles is not None,
-            diarize=line.diarize and not translate,
+            diarize=(line.diarize or line.response_format == "diarized_json") and not translate,  # as online
             subtitles=subtitles,
             task="translate" if translate else "transcribe",
         )
