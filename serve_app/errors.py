@@ -89,6 +89,13 @@ class NotFound(APIError):
     default_code = "model_not_found"
 
 
+class Conflict(APIError):
+    """The request is well formed but the resource's state refuses it (cancelling a finished batch)."""
+
+    type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class UnsupportedMediaType(APIError):
     type = "invalid_request_error"
     default_code = "unsupported_media_type"
@@ -141,6 +148,7 @@ STATUS: dict[type[APIError], int] = {
     AuthenticationFailed: 401,
     PermissionDenied: 403,
     NotFound: 404,
+    Conflict: 409,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     RateLimited: 429,

@@ -33,7 +33,7 @@ from serve_app.batch.lines import PendingLine, check_lines, not_run
 from serve_app.batch.store import BatchStore, LineResult
 from serve_app.common import metrics
 from serve_app.config import BatchConfig
-from serve_app.errors import InvalidRequest, NotFound
+from serve_app.errors import Conflict, InvalidRequest, NotFound
 from serve_app.protocol import (
     FINAL_STATUSES,
     Batch,
@@ -141,7 +141,7 @@ class BatchRunner:
     def cancel(self, batch_id: str, owner: str | None) -> Batch:
         batch = self.batch(batch_id, owner)
         if batch.status in FINAL_STATUSES:
-            raise InvalidRequest(f"The batch is already {batch.status}; only an unfinished batch can be cancelled.")
+            raise Conflict(f"The batch is already {batch.status}; only an unfinished batch can be cancelled.")
         if batch.status != "cancelling":
             batch.status, batch.cancelling_at = "cancelling", int(time.time())
             self._store.save_batch(batch)

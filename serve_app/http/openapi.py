@@ -26,6 +26,7 @@ ERROR_STATUSES = {
     "401": "Missing or incorrect API key",
     "403": "The key may not do this",
     "404": "Unknown model or resource",
+    "409": "The resource's state refuses the request (cancelling a finished batch)",
     "413": "Body over the ingress's limits",
     "415": "Unsupported Content-Type",
     "429": "Rate limit or budget reached; Retry-After says when to retry",
