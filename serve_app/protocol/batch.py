@@ -30,6 +30,13 @@ MEDIA_BATCH_ENDPOINTS = (
 COLLECTION_ITEMS = re.compile(r"^/v1/collections/([A-Za-z0-9_-]{1,64})/items$")
 
 
+_ENDPOINT_PATTERN = (
+    "^("
+    + "|".join((*BATCH_ENDPOINTS, *MEDIA_BATCH_ENDPOINTS))  # plain paths: no character a regex reads
+    + r"|/v1/collections/[A-Za-z0-9_-]{1,64}/items)$"
+)
+
+
 def batch_endpoint(endpoint: str) -> str:
     """`endpoint` when a batch may target it, else a ValueError listing what may be."""
     if endpoint in BATCH_ENDPOINTS or endpoint in MEDIA_BATCH_ENDPOINTS or COLLECTION_ITEMS.match(endpoint):
@@ -98,6 +105,8 @@ class BatchCreateRequest(_Request):
         description="OpenAI's `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`; extension: "
         + ", ".join(f"`{e}`" for e in MEDIA_BATCH_ENDPOINTS)
         + ", `/v1/collections/{name}/items`.",
+        # The schema says what the validator allows, so a client generated from it sends nothing refused.
+        json_schema_extra={"pattern": _ENDPOINT_PATTERN},
     )
     completion_window: Literal["24h"]
     metadata: dict[str, str] | None = Field(
