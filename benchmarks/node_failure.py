@@ -190,7 +190,7 @@ def _slim(app: dict, vision_replicas: int) -> None:
     """local.yaml with only the LLM, Detector and CLIP (or the LLM alone), GPU fractions, the Ingress on the head."""
     serve_harness.one_llm(app)
     args = app["args"]
-    for key in ("speech", "video_summary"):
+    for key in ("speech", "video_summary", "batch"):
         args.pop(key, None)
     vision = args.pop("vision")
     if vision_replicas:

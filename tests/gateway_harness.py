@@ -20,7 +20,7 @@ def gateway_app(
     def slim(app: dict) -> None:
         serve_harness.one_llm(app)  # the second LLM would start with Serve's default of a whole CPU
         args = app["args"]
-        for section in ("speech", "video_summary", "vision"):
+        for section in ("speech", "video_summary", "vision", "batch"):
             args.pop(section, None)
         args["data_dir"] = str(data_dir)
         if gateway is not None:

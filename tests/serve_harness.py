@@ -215,6 +215,6 @@ def first_llm_name(app: dict) -> str:
 def llm_only(app: dict) -> None:
     """An `edit` for `application`: just the Ingress and the first LLM (two replicas, ~2 GB less than the full app)."""
     one_llm(app)
-    for section in ("speech", "video_summary", "vision"):
+    for section in ("speech", "video_summary", "vision", "batch"):
         app["args"].pop(section, None)
     app["deployments"] = [d for d in app["deployments"] if d["name"] in ("Ingress", "LLM")]
