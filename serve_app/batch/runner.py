@@ -177,12 +177,14 @@ class BatchRunner:
         if batch is None:
             return
         try:
+            lines = None
             if batch.status == "validating":
-                batch = self._validate(batch)
+                batch, lines = self._validate(batch)
             if batch.status == "in_progress" and not self._may_run(batch):
                 return  # outside the window: in_progress with nothing done; the loop looks again each poll
             if batch.status == "in_progress":
-                batch = await self._run(batch)
+                # The lines validation just read; a batch resumed after a restart reads them again.
+                batch = await self._run(batch, lines if lines is not None else self._check(batch)[0])
             if batch.status in ("finalizing", "cancelling"):
                 self._finalize(batch, "cancelled" if batch.status == "cancelling" else "completed")
         except Exception as exc:
@@ -190,17 +192,19 @@ class BatchRunner:
             batch = self._store.get_batch(batch_id) or batch
             self._finish(batch, "failed", f"The batch could not run: {type(exc).__name__}: {exc}")
 
-    def _validate(self, batch: Batch) -> Batch:
+    def _validate(self, batch: Batch) -> tuple[Batch, list[PendingLine] | None]:
         if self._store.cancel_requested(batch.id):
-            return self._finish(batch, "cancelling")
-        with open(self._files / batch.input_file_id, "rb") as source:
-            models = self._store.batch_models(batch.id)
-            lines, errors = check_lines(source, batch.endpoint, models, self._config.max_lines)
+            return self._finish(batch, "cancelling"), None
+        lines, errors = self._check(batch)
         if errors:
             batch.errors = BatchErrors(data=errors)
-            return self._finish(batch, "failed")
+            return self._finish(batch, "failed"), None
         batch.request_counts = BatchRequestCounts(total=len(lines))
-        return self._finish(batch, "in_progress")
+        return self._finish(batch, "in_progress"), lines
+
+    def _check(self, batch: Batch) -> tuple[list[PendingLine], list[BatchError]]:
+        with open(self._files / batch.input_file_id, "rb") as source:
+            return check_lines(source, batch.endpoint, self._store.batch_models(batch.id), self._config.max_lines)
 
     def _may_run(self, batch: Batch) -> bool:
         """Inside `batch.window` (or none is set), created with `metadata.window: now`, or past its own
@@ -209,13 +213,7 @@ class BatchRunner:
             return True
         return self._config.in_window(self._clock().time())
 
-    def _lines(self, batch: Batch) -> list[PendingLine]:
-        with open(self._files / batch.input_file_id, "rb") as source:
-            lines, _ = check_lines(source, batch.endpoint, self._store.batch_models(batch.id), self._config.max_lines)
-        return lines
-
-    async def _run(self, batch: Batch) -> Batch:
-        lines = self._lines(batch)
+    async def _run(self, batch: Batch, lines: list[PendingLine]) -> Batch:
         if not self._expired(batch):  # one past its window (it waited outside `batch.window`) runs nothing
             await self._run_pending(batch, lines)
         batch = self._store.get_batch(batch.id) or batch

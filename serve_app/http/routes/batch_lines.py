@@ -55,13 +55,14 @@ class BatchLines(BatchMedia):
         if endpoint not in REQUEST_TYPES:  # a media line (serve_app.http.routes.batch_media)
             return await self.media_line(endpoint, body, line_owner)
         started = time.monotonic()
+        # Parsed once: the app-handle methods take the parsed request as it is, and the cache keys by it.
+        request: Any = parse_request(REQUEST_TYPES[endpoint], body)
         if endpoint == "/v1/chat/completions":
-            answer: Any = await self.chat(body)  # type: ignore[attr-defined]  # LLMRoutes, on the same Ingress
+            answer: Any = await self.chat(request)  # type: ignore[attr-defined]  # LLMRoutes, on the same Ingress
         elif endpoint == "/v1/completions":
-            answer = await self.completion(body)  # type: ignore[attr-defined]
+            answer = await self.completion(request)  # type: ignore[attr-defined]
         else:
-            answer = await self.embed(body)  # type: ignore[attr-defined]  # VisionRoutes
-        request = REQUEST_TYPES[endpoint].model_validate(body)
+            answer = await self.embed(request)  # type: ignore[attr-defined]  # VisionRoutes
         await self._after_line(endpoint, request, answer, started, line_owner, warm_cache)
         return answer.model_dump(mode="json")
 
