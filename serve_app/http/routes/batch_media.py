@@ -20,14 +20,13 @@ from pydantic import Field
 
 from serve_app.errors import InvalidRequest, NotFound, as_api_error, parse_request
 from serve_app.http.routes.base import Backends
-from serve_app.http.routes.speech import render_transcription
+from serve_app.http.routes.speech import render_transcription, transcription_options
 from serve_app.protocol import (
     COLLECTION_ITEMS,
     DetectionRequest,
     ImageRAGRequest,
     ItemsCreate,
     TranscriptionFormat,
-    TranscriptionOptions,
     VideoSummaryOptions,
 )
 from serve_app.protocol.common import _Request
@@ -80,22 +79,15 @@ class BatchMedia(Backends):
         line = parse_request(TranscriptionLine, fields)
         translate = endpoint.endswith("/translations")
         granularities = [] if translate else line.timestamp_granularities or []
-        if granularities and line.response_format != "verbose_json":
-            raise InvalidRequest(
-                "timestamp_granularities requires response_format=verbose_json.", param="timestamp_granularities"
-            )
-        subtitles: Literal["srt", "vtt"] | None = (
-            line.response_format if line.response_format in ("srt", "vtt") else None  # type: ignore[assignment]
-        )
-        options = TranscriptionOptions(
+        options = transcription_options(
+            line.response_format,
+            granularities,
+            diarize=line.diarize,
+            translate=translate,
             model=line.model,
             language=None if translate else line.language or None,
             prompt=line.prompt or None,
             temperature=line.temperature,
-            word_timestamps="word" in granularities or subtitles is not None,
-            diarize=(line.diarize or line.response_format == "diarized_json") and not translate,  # as online
-            subtitles=subtitles,
-            task="translate" if translate else "transcribe",
         )
         transcript = await self.transcribe(path, options)  # type: ignore[attr-defined]  # SpeechRoutes
         response = render_transcription(transcript, line.response_format, granularities)

@@ -7,6 +7,7 @@ the ASR (and Diarizer) replicas, never on the ingress event loop. With `diarize`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import File, Form, UploadFile
@@ -96,6 +97,25 @@ def diarized(transcript: Transcript) -> TranscriptionDiarized:
     )
 
 
+def transcription_options(
+    response_format: str, granularities: Sequence[str], *, diarize: bool, translate: bool = False, **fields: Any
+) -> dict[str, Any]:
+    """The ASR's options for a transcription or translation, as the HTTP routes and media batch lines
+    (serve_app.http.routes.batch_media) both read them from the request's fields."""
+    if granularities and response_format != "verbose_json":
+        raise InvalidRequest(
+            "timestamp_granularities requires response_format=verbose_json.", param="timestamp_granularities"
+        )
+    subtitles = _subtitles(response_format)
+    return {
+        **fields,
+        "word_timestamps": "word" in granularities or subtitles is not None,
+        "subtitles": subtitles,
+        "diarize": (diarize or response_format == "diarized_json") and not translate,
+        "task": "translate" if translate else "transcribe",
+    }
+
+
 def _subtitles(response_format: str) -> Literal["srt", "vtt"] | None:
     """The subtitle format a response format asks the ASR to render; subtitles also need aligned
     words, which tighten segment times."""
@@ -124,25 +144,20 @@ class SpeechRoutes(Backends):
         known_speaker_references: Annotated[list[str] | None, Form(alias="known_speaker_references[]")] = None,
     ) -> Any:
         granularities = timestamp_granularities or []
-        if granularities and response_format != "verbose_json":
-            raise InvalidRequest(
-                "timestamp_granularities requires response_format=verbose_json.", param="timestamp_granularities"
-            )
-        subtitles = _subtitles(response_format)
-        options = {
-            "model": model,
-            "language": language or None,
-            "prompt": prompt or None,
-            "temperature": temperature,
-            "word_timestamps": "word" in granularities or subtitles is not None,
-            "diarize": diarize or response_format == "diarized_json",
-            "subtitles": subtitles,
-            "num_speakers": num_speakers,
-            "min_speakers": min_speakers,
-            "max_speakers": max_speakers,
-            "known_speaker_names": known_speaker_names or [],
-            "known_speaker_references": known_speaker_references or [],
-        }
+        options = transcription_options(
+            response_format,
+            granularities,
+            diarize=diarize,
+            model=model,
+            language=language or None,
+            prompt=prompt or None,
+            temperature=temperature,
+            num_speakers=num_speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            known_speaker_names=known_speaker_names or [],
+            known_speaker_references=known_speaker_references or [],
+        )
         with self._online.serving(model):  # media batch lines to this model wait for it
             transcript = await self.transcribe(await file.read(), options)
         return render_transcription(transcript, response_format, granularities)
@@ -157,14 +172,14 @@ class SpeechRoutes(Backends):
         response_format: Annotated[TranslationFormat, Form()] = "json",  # diarized_json is for transcriptions
     ) -> Any:
         # OpenAI's translations: English text from speech in any language, the transcription's shapes.
-        subtitles = _subtitles(response_format)
-        options = TranscriptionOptions(
+        options = transcription_options(
+            response_format,
+            [],
+            diarize=False,
+            translate=True,
             model=model,
             prompt=prompt or None,
             temperature=temperature,
-            word_timestamps=subtitles is not None,
-            subtitles=subtitles,
-            task="translate",
         )
         with self._online.serving(model):
             transcript = await self.transcribe(await file.read(), options)
