@@ -8,17 +8,19 @@ the ingress stays light. Speakers come from the Diarizer, run beside this deploy
 same media; `attribute_speakers` then assigns its turns to the transcript's segments and words
 (whisperx's `assign_word_speakers`) and renders the subtitles with them.
 
-One transcription runs at a time per replica: the WhisperX pipeline keeps per-call state
-(tokenizer, options) on itself, and faster-whisper already batches a file's VAD chunks
-(`batch_size`) to keep the device busy.
+A replica runs `speech.lanes` transcriptions at once: one CTranslate2 model with that many
+workers, and as many WhisperX pipelines over it, since a pipeline keeps per-call state (options,
+max_length) on itself. faster-whisper batches each file's VAD chunks (`batch_size`); the lanes
+keep the cores (or the GPU) busy across files, as bulk transcription and concurrent users need.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import os
-import threading
+import queue
 import time
 from pathlib import Path
 from typing import Any
@@ -107,25 +109,52 @@ class ASR(ModelDeployment):
         compute_type = speech.compute_type or ("float16" if self.device == "cuda" else "int8")
         torch.set_num_threads(speech.cpu_threads)
         write_minimal_punkt(Path(os.environ["NLTK_DATA"]))
-        self._pipeline = whisperx.load_model(
-            str(self.model_path),
-            device=self.device,
-            compute_type=compute_type,
-            asr_options={"beam_size": speech.beam_size},
-            vad_method="pyannote",  # weights ship inside the whisperx wheel; silero would download
-            threads=speech.cpu_threads,
-            local_files_only=True,
-        )
-        self._base_options = self._pipeline.options
-        self._whisper_max_length = self._pipeline.model.max_length
+        lanes = self._load_lanes(speech, compute_type)
+        self._lanes: queue.SimpleQueue = queue.SimpleQueue()  # the free ones
+        for lane in lanes:
+            self._lanes.put(lane)
+        first = lanes[0]
+        self._base_options = first.options
+        self._whisper_max_length = first.model.max_length
+        self._tokenizer = first.model.hf_tokenizer
         self._aligners: dict[str, tuple[Any, dict]] = {}
         for language, aligner in speech.aligners.items():
             ref = self._verify(aligner.model, aligner.version)
             self._aligners[language] = whisperx.load_align_model(language, self.device, model_name=str(ref.path))
-        self._lock = threading.Lock()
         self._names = {speech.served_name, *speech.aliases}
         self._tags = {"model": speech.served_name}
-        self._announce_loaded(f"{compute_type}, aligners for {sorted(self._aligners) or 'none'}")
+        self._announce_loaded(
+            f"{compute_type}, {speech.lanes} lane(s), aligners for {sorted(self._aligners) or 'none'}"
+        )
+
+    def _load_lanes(self, speech: SpeechConfig, compute_type: str) -> list[Any]:
+        """`speech.lanes` WhisperX pipelines over one CTranslate2 model with as many workers: the weights
+        are loaded once and each worker decodes in parallel; each lane keeps the per-call state a
+        pipeline holds on itself (options, max_length) and its own VAD model."""
+        import whisperx
+        from whisperx.asr import WhisperModel
+
+        shared = WhisperModel(
+            str(self.model_path),
+            device=self.device,
+            compute_type=compute_type,
+            cpu_threads=speech.cpu_threads,
+            num_workers=speech.lanes,
+            local_files_only=True,
+        )
+        return [
+            whisperx.load_model(
+                str(self.model_path),
+                device=self.device,
+                compute_type=compute_type,
+                asr_options={"beam_size": speech.beam_size},
+                vad_method="pyannote",  # weights ship inside the whisperx wheel; silero would download
+                threads=speech.cpu_threads,
+                local_files_only=True,
+                model=copy.copy(shared),  # its own max_length, the same CTranslate2 model
+            )
+            for _ in range(speech.lanes)
+        ]
 
     async def transcribe(self, media: bytes | str, options: TranscriptionOptions | dict | None = None) -> Transcript:
         options = parse_request(TranscriptionOptions, options or {})
@@ -213,7 +242,7 @@ class ASR(ModelDeployment):
         # the model's max_length (prompt included): bound that instead.
         if self._config.max_new_tokens is None:
             return self._whisper_max_length
-        prompt_tokens = 4 + (len(self._pipeline.model.hf_tokenizer.encode(" " + prompt.strip()).ids) if prompt else 0)
+        prompt_tokens = 4 + (len(self._tokenizer.encode(" " + prompt.strip()).ids) if prompt else 0)
         return min(self._whisper_max_length, prompt_tokens + self._config.max_new_tokens)
 
     def _run_whisperx(self, audio: np.ndarray, options: TranscriptionOptions) -> Transcript:
@@ -221,18 +250,21 @@ class ASR(ModelDeployment):
         from whisperx.utils import LANGUAGES
 
         timings = SpeechTimings()
-        with self._lock:
+        lane = self._lanes.get()  # blocks this worker thread (not the event loop) until a lane is free
+        try:
             t0 = time.perf_counter()
-            self._pipeline.options = dataclasses.replace(
+            lane.options = dataclasses.replace(
                 self._base_options,
                 initial_prompt=options.prompt,
                 temperatures=[options.temperature],
             )
-            self._pipeline.model.max_length = self._max_length(options.prompt)
-            result = self._pipeline.transcribe(
+            lane.model.max_length = self._max_length(options.prompt)
+            result = lane.transcribe(
                 audio, batch_size=self._config.batch_size, language=options.language, task=options.task
             )
             timings.transcribe = time.perf_counter() - t0
+        finally:
+            self._lanes.put(lane)
         language = result["language"]
         raw = result["segments"]
         # A translation is English text, whatever language was spoken: English words to align.

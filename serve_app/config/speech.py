@@ -69,6 +69,13 @@ class SpeechConfig(_Strict):
         description="Tokens decoded per VAD chunk (Whisper's own cap is 448 with the prompt); bounds hallucination.",
     )
     cpu_threads: int = Field(default=2, ge=1, description="CTranslate2 and torch threads on CPU.")
+    lanes: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Transcriptions one replica runs at once: CTranslate2 workers sharing the weights, each "
+        "lane with its own decoding options (bulk work and concurrent users keep the cores busy).",
+    )
     aligners: dict[str, AlignerConfig] = Field(
         default_factory=dict,
         description="wav2vec2 aligner per language code; languages without one get segment timings only.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -81,6 +82,24 @@ def test_every_response_format_parses_through_the_sdk(openai_client, mp4):
     extra = verbose.model_extra or {}
     assert extra.get("aligned") is True
     assert all(s.model_extra.get("words") for s in verbose.segments if s.text.strip())
+
+
+def test_concurrent_files_are_transcribed_as_each_would_be_alone(openai_client, mp4, webm):
+    """local.yaml's ASR has two lanes over one model: files side by side, each with its own prompt
+    (its own decoding options and length bound on its lane), get what each gets alone."""
+
+    def create(media: tuple[str, bytes], prompt: str | None) -> str:
+        extra = {"prompt": prompt} if prompt else {}
+        return openai_client.audio.transcriptions.create(
+            model=ASR_MODEL, file=media, language="en", response_format="srt", temperature=0, **extra
+        )
+
+    files = [("a.mp4", mp4), ("b.webm", webm), ("c.mp4", mp4), ("d.webm", webm)]
+    prompts = [None, "Minutes of a long meeting about the budget.", "A lecture.", None]
+    alone = [create(f, p) for f, p in zip(files, prompts, strict=True)]
+    with ThreadPoolExecutor(len(files)) as pool:
+        together = list(pool.map(create, files, prompts))
+    assert together == alone
 
 
 def test_segment_granularity_only_has_no_words(openai_client, mp4):
