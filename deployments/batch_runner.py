@@ -2,7 +2,7 @@
 
 Only ONE process may own `<data_dir>/batches/batches.sqlite3`, so this runs as a single replica (as
 GatewayState does); the Ingress's file and batch routes call it through its handle. It asks for no
-CPU: its work is awaiting handles, and Ray Data's actors, which it starts, ask none either.
+CPU: its work is awaiting handles, and Ray Data's tasks, which it starts, ask none either.
 Restarted (by `serve run`, Serve after a crash, or a redeploy), it resumes every unfinished batch
 from the store. Thin: serve_app.batch.runner does the work.
 

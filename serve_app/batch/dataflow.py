@@ -2,11 +2,14 @@
 
 The pending lines become a dataset (`from_items`: the records are already in memory, and a reader's
 tasks would ask a whole CPU each while the deployments hold the logical CPUs); `map_batches` sends
-them through a pool of `LineCaller` actors that call the app's own handle, so each line meets the
+each block through `call_block`, a task that calls the app's own handle, so each line meets the
 same routing (aliases, adapters), validation and replicas as an online request, without the HTTP
-proxy, the Ingress's middlewares or streaming. The actors only await handles: they ask no CPU, and
-on a cluster Ray Data spreads them over the nodes. Results stream back as blocks finish, and the
-caller commits each one before asking for the next, so a stop loses at most the lines in flight.
+proxy, the Ingress's middlewares or streaming. Tasks, not an actor pool: an actor is a new process
+to start for every batch (a second or more, longer than a small batch's work), while a task runs
+in a worker Ray keeps warm, where the handle is already made. They only await handles, so they ask
+no CPU, and on a cluster Ray Data spreads them over the nodes. Results stream back as blocks
+finish, and the caller commits each one before asking for the next, so a stop loses at most the
+lines in flight.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from serve_app.batch.lines import PendingLine, answered
 from serve_app.batch.store import LineResult
 from serve_app.config import BatchConfig
 from serve_app.errors import as_api_error
+from serve_app.protocol import COLLECTION_ITEMS, MEDIA_BATCH_ENDPOINTS
 
 RETRY_WAIT_S = 1.0  # a lost replica or a full queue: Serve routes the retry elsewhere, or the queue drains
 RETRYABLE = (429, 503)
@@ -34,35 +38,60 @@ class _Row:
     body: dict[str, Any]
 
 
+_APPS: dict[str, Any] = {}  # app name -> its handle, made once per worker process
+
+
+def warm_up(app_name: str) -> None:
+    """One empty block through a task, at the runner's start: the runner's Ray Data executor and a
+    worker with this module imported and the app's handle made (seconds, cold) are then ready for
+    the first batch, which would otherwise wait for them. Blocking."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    dataset = ray.data.from_items([{"idx": 0}])
+    dataset.map_batches(_make_handle, fn_kwargs={"app_name": app_name}, num_cpus=0).materialize()
+
+
+def _make_handle(batch: dict[str, Any], app_name: str) -> dict[str, Any]:
+    if app_name not in _APPS:
+        from ray import serve
+
+        _APPS[app_name] = serve.get_app_handle(app_name)
+    return batch
+
+
+def call_block(batch: dict[str, Any], **settings: Any) -> dict[str, list]:
+    """A Ray Data task: one block of lines through `LineCaller` (blocking, on the task's own loop)."""
+    return asyncio.run(LineCaller(**settings)(batch))
+
+
 class LineCaller:
-    """A Ray Data actor: sends its lines to the app handle, a bounded number per model at once.
+    """Sends a block of lines to the app handle, a bounded number per model at once.
 
     Chat and completion lines go one per call (`batch_line`): the engine batches them continuously,
-    so each finished line makes room for the next. Embedding lines go as the whole block in one call
-    (`batch_embeddings`), one block at a time per actor: an embedding costs less than the calls would.
+    so each finished line makes room for the next. Embedding lines and a collection's items go as the
+    whole block in one call (`batch_block`): an embedding costs less than the calls would.
     A line refused for a full queue or a lost replica (429, 503) is tried again, up to `attempts` times.
     """
 
     def __init__(
         self, app_name: str, endpoint: str, owner: str | None, in_flight: int, attempts: int, warm_cache: bool = False
     ):
-        from ray import serve
-
-        self._app = serve.get_app_handle(app_name)
+        _make_handle({}, app_name)
+        self._app = _APPS[app_name]
         self._endpoint = endpoint
         self._owner = owner
         self._in_flight = in_flight
         self._attempts = attempts
         self._warm_cache = warm_cache
         self._gates: dict[str, asyncio.Semaphore] = {}
-        self._block_gate = asyncio.Semaphore(1)
 
     async def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = [
             _Row(int(i), str(c), json.loads(b))
             for i, c, b in zip(batch["idx"], batch["custom_id"], batch["body"], strict=True)
         ]
-        if self._endpoint == "/v1/embeddings":
+        if self._endpoint == "/v1/embeddings" or COLLECTION_ITEMS.match(self._endpoint):
             results = await self._block(rows)
         else:
             results = await asyncio.gather(*(self._line(row) for row in rows))
@@ -92,12 +121,11 @@ class LineCaller:
         done: dict[int, LineResult] = {}
         pending = rows
         for attempt in range(1, self._attempts + 1):
-            async with self._block_gate:
-                try:
-                    bodies = [row.body for row in pending]
-                    answers = await self._app.batch_embeddings.remote(bodies, self._owner, self._warm_cache)
-                except Exception as exc:
-                    answers = [_refusal(exc)] * len(pending)
+            try:
+                bodies = [row.body for row in pending]
+                answers = await self._app.batch_block.remote(self._endpoint, bodies, self._owner, self._warm_cache)
+            except Exception as exc:
+                answers = [_refusal(exc)] * len(pending)
             retry = []
             for row, (status, answer) in zip(pending, answers, strict=True):
                 if status in RETRYABLE and attempt < self._attempts:
@@ -144,10 +172,11 @@ def run_lines(
     context.enable_progress_bars = False  # the batch's own progress is its request_counts
     items = [{"idx": line.idx, "custom_id": line.custom_id, "body": json.dumps(line.body)} for line in lines]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / config.lines_per_task)))
-    in_flight = max(1, config.max_in_flight // config.actors)
+    per_model = config.max_media_in_flight if endpoint in MEDIA_BATCH_ENDPOINTS else config.max_in_flight
+    in_flight = max(1, per_model // config.tasks)
     results = dataset.map_batches(
-        LineCaller,
-        fn_constructor_kwargs={
+        call_block,
+        fn_kwargs={
             "app_name": app_name,
             "endpoint": endpoint,
             "owner": owner,
@@ -156,8 +185,8 @@ def run_lines(
             "warm_cache": warm_cache,
         },
         batch_size=config.lines_per_task,
-        concurrency=config.actors,
-        num_cpus=0,  # the actors only await handles; the deployments hold the logical CPUs
+        concurrency=config.tasks,
+        num_cpus=0,  # the tasks only await handles; the deployments hold the logical CPUs
     )
     for block in results.iter_batches(batch_size=None, batch_format="numpy"):
         commit(

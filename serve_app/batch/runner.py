@@ -4,7 +4,7 @@
 (deployments/batch_runner.py) is it as one Serve replica. A loop picks up every unfinished batch,
 new or left by a runner that stopped, and carries it on from the state the store holds: a batch
 `in_progress` reruns only its lines with no stored result, so a restart (of `make serve`, the
-runner's replica or a Ray Data actor) neither loses nor repeats a finished line. Ray Data's
+runner's replica or a Ray Data task's worker) neither loses nor repeats a finished line. Ray Data's
 blocking iteration runs in a worker thread; records are small writes made on the event loop.
 
     validating -> in_progress -> finalizing -> completed
@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import get_args
 
-from serve_app.batch.dataflow import run_lines
+from serve_app.batch.dataflow import run_lines, warm_up
 from serve_app.batch.lines import PendingLine, check_lines, not_run
 from serve_app.batch.store import BatchStore, LineResult
 from serve_app.common import metrics
@@ -49,7 +49,7 @@ from serve_app.protocol import (
 )
 
 logger = logging.getLogger("ray.serve")
-RUN_ATTEMPTS = 5  # Ray Data pipelines restarted for one batch (an actor or a replica lost) before it fails
+RUN_ATTEMPTS = 5  # Ray Data pipelines restarted for one batch (a worker or a replica lost) before it fails
 
 
 def new_file_id() -> str:
@@ -153,6 +153,10 @@ class BatchRunner:
 
     async def run_forever(self) -> None:
         """Start every unfinished batch not already running, then wait for a new one or the next poll."""
+        try:  # paid now, in the background, not by the first batch
+            await asyncio.to_thread(warm_up, self._app_name)
+        except Exception:
+            logger.exception("batch runner: Ray Data's warm-up failed; the first batch starts it")
         while True:
             try:
                 for batch_id in self._store.unfinished():
@@ -225,7 +229,7 @@ class BatchRunner:
         return self._finish(batch, "finalizing")
 
     async def _run_pending(self, batch: Batch, lines: list[PendingLine]) -> None:
-        """The lines with no stored result, on Ray Data; a pipeline that stops (an actor or a replica
+        """The lines with no stored result, on Ray Data; a pipeline that stops (a worker or a replica
         lost) is started again for the lines still pending, RUN_ATTEMPTS times in all."""
         for attempt in range(1, RUN_ATTEMPTS + 1):
             done = self._store.done_lines(batch.id)

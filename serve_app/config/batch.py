@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -43,14 +44,25 @@ class BatchConfig(_Strict):
         description="A batch's requests in flight at once, per model deployment: keep it under the model's "
         "max_ongoing_requests, so online requests find a free slot instead of queueing behind the batch.",
     )
-    actors: int = Field(
-        default=2, ge=1, description="Ray Data actors calling the handles; each keeps its share of max_in_flight."
+    max_media_in_flight: int = Field(
+        default=4,
+        ge=1,
+        description="Media lines (transcriptions, summaries, detections, image RAG) in flight at once, per model: "
+        "each is long work, a few keep a model busy, and more would only queue ahead of online users.",
     )
-    lines_per_task: int = Field(
-        default=16, ge=1, description="Lines handed to an actor at once (Ray Data's batch_size)."
+    tasks: int = Field(
+        default=2,
+        ge=1,
+        description="Ray Data tasks calling the handles at once; each keeps its share of max_in_flight.",
     )
+    lines_per_task: int = Field(default=16, ge=1, description="Lines handed to a task at once (Ray Data's batch_size).")
     online_first: bool = Field(
         default=True, description="Hold a batch's next line for a model while online requests to it are running."
+    )
+    online_first_scope: Literal["model", "all"] = Field(
+        default="model",
+        description="Whose online requests hold a line back: its own model's, or any model's (models that share "
+        "one pool of cores or one GPU, where a batch line on one slows the online requests of another).",
     )
     online_grace_s: float = Field(
         default=0.5, ge=0.0, description="A model counts as busy this long after its last online request ended."

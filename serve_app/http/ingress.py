@@ -68,7 +68,9 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
         self._config = config
         self._batch = batch
         # Online requests per model, which batch lines let go first.
-        self._online = OnlineLoad(batch.online_grace_s if batch else 0.0)
+        self._online = OnlineLoad(
+            batch.online_grace_s if batch else 0.0, across_models=bool(batch and batch.online_first_scope == "all")
+        )
         self._statuses = statuses
         self._replicas = replicas
         self._ops = ops_metrics or OpsMetrics(config.console)

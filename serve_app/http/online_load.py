@@ -8,7 +8,9 @@ flight than the model's `max_ongoing_requests`, so an online request never queue
 them at Serve's router); the wait is
 bounded (`batch.max_online_wait_s`), so a batch under constant online load still moves. With several
 Ingress replicas each sees its own share of the online traffic: a line may slip past a busy moment
-another replica saw, never starve.
+another replica saw, never starve. With `batch.online_first_scope: all` (models sharing one pool
+of cores or one GPU, as on a laptop) a line waits while any model serves online requests, since a
+transcription slows a chat on the same cores as much as another chat would.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ class OnlineLoad:
     """`grace_s`: a model stays busy this long after its last online request ended, so a user's next
     request (a chat turn, a client's sequential loop) does not find the batch back in its way."""
 
-    def __init__(self, grace_s: float = 0.5) -> None:
+    def __init__(self, grace_s: float = 0.5, across_models: bool = False) -> None:
         self._running: Counter[str] = Counter()
         self._ended: dict[str, float] = {}
         self._grace_s = grace_s
+        self._across_models = across_models  # any model's online request holds every batch line back
 
     @contextmanager
     def serving(self, *models: str) -> Iterator[None]:
@@ -53,6 +56,11 @@ class OnlineLoad:
                 yield chunk
 
     def busy(self, model: str) -> bool:
+        if self._across_models:
+            return any(self._busy(name) for name in set(self._running) | set(self._ended))
+        return self._busy(model)
+
+    def _busy(self, model: str) -> bool:
         if self._running[model] > 0:
             return True
         ended = self._ended.get(model)

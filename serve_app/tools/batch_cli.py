@@ -24,6 +24,7 @@ import httpx
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 FINAL = {"completed", "failed", "expired", "cancelled"}
+POLL_FIRST_S, POLL_MAX_S = 0.1, 1.0  # a batch's status is polled from every 0.1 s, growing to 1 s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +72,7 @@ def follow(client: Client, batch: dict, stream: Any = sys.stderr) -> dict:
     from tqdm import tqdm
 
     bar = tqdm(total=None, unit="line", file=stream, disable=not stream.isatty())
-    last = None
+    last, wait = None, POLL_FIRST_S
     try:
         while batch["status"] not in FINAL:
             counts = batch["request_counts"]
@@ -85,7 +86,8 @@ def follow(client: Client, batch: dict, stream: Any = sys.stderr) -> dict:
                     file=stream,
                 )
                 last = (batch["status"], done)
-            time.sleep(1.0)
+            time.sleep(wait)
+            wait = min(POLL_MAX_S, wait * 1.5)  # a small batch is seen done at once, a long one costs little
             batch = client.call("GET", f"/batches/{batch['id']}")
     except KeyboardInterrupt:
         print(f"cancelling {batch['id']}; what completed is kept", file=stream)

@@ -4,8 +4,10 @@
     python -m serve_app bulk summarize DIR [--out DIR]                   each video's SRT and summary
     python -m serve_app bulk index DIR --collection NAME [--detect]      images and texts into a collection
 
-Each media file is uploaded (`purpose: user_data`), named by id in one batch line, and the batch is
-followed with a progress bar on a terminal (files done, failed, rate, time left) or a line per change
+Each media file is uploaded (`purpose: user_data`), named by id in one batch line (an image to
+index of at most 1 MiB goes inline instead, base64 in its line, while they add up to 64 MiB: its
+upload would cost more than its embedding), and the batch is followed with a progress bar on a
+terminal (files done, failed, rate, time left) or a line per change
 otherwise. A rerun skips what is done (its result files exist; for `index`, a list of what was indexed
 kept in the output folder), so it does no work when nothing is left. Ctrl-C cancels the batch and
 still writes what finished; a file that cannot be read or uploaded is reported and the rest go on.
@@ -17,10 +19,13 @@ window (`batch.window`) unless `--now`.
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,8 @@ MEDIA = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".mp4", ".webm", ".mkv", ".mov
 IMAGES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 TEXTS = {".txt", ".md"}
 FORMATS = {"srt": "srt", "vtt": "vtt", "verbose_json": "json"}
+INLINE_IMAGE_BYTES, INLINE_TOTAL_BYTES = 1 << 20, 64 << 20  # under batch.max_file_bytes (200 MiB by default)
+UPLOADS_AT_ONCE = 4  # uploads (and deletes) in flight: each is a round trip, overlapped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +81,17 @@ class Job:
     uploaded: list[str] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # relative path -> why
+    inlined: int = 0  # bytes of images carried in the batch's input file itself
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inline(self, size: int) -> bool:
+        """Whether an image of `size` bytes goes inline (base64 in its line) rather than as an upload:
+        a small one costs a round trip more to upload than to embed, and the input file stays bounded."""
+        with self._lock:  # bodies are made by several upload threads at once
+            if size > INLINE_IMAGE_BYTES or self.inlined + size > INLINE_TOTAL_BYTES:
+                return False
+            self.inlined += size
+            return True
 
 
 class Bulk:
@@ -117,6 +135,9 @@ class Bulk:
         try:
             if args.action == "index" and path.suffix.lower() in TEXTS:
                 return {"text": path.read_text(encoding="utf-8"), "metadata": {"path": rel}}
+            if args.action == "index" and job.inline(path.stat().st_size):
+                image = base64.b64encode(path.read_bytes()).decode()
+                return {"image": image, "detect": args.detect, "metadata": {"path": rel}}
             with open(path, "rb") as media:
                 file_id = self.upload(rel, media)
         except (OSError, UnicodeDecodeError, RuntimeError) as exc:
@@ -187,8 +208,9 @@ class Bulk:
             targets[0].write_text(body["srt"], encoding="utf-8")  # last: both exist means done
 
     def cleanup(self, job: Job) -> None:
-        for file_id in job.uploaded:  # the media copies on the server; the results are here now
-            self.client._http.delete(f"/files/{file_id}")
+        # The media copies on the server; the results are here now.
+        with ThreadPoolExecutor(UPLOADS_AT_ONCE) as deletes:
+            list(deletes.map(lambda file_id: self.client._http.delete(f"/files/{file_id}"), job.uploaded))
 
 
 def _message(reply: httpx.Response) -> str:
@@ -214,10 +236,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "index":
             bulk.ensure_collection()
-        for path in job.todo:
-            body = bulk.body(path, job)
-            if body is not None:
-                job.lines.append({"custom_id": bulk.rel(path), "method": "POST", "url": job.endpoint, "body": body})
+        uploads = ThreadPoolExecutor(UPLOADS_AT_ONCE)
+        try:
+            for path, body in zip(job.todo, uploads.map(lambda path: bulk.body(path, job), job.todo), strict=True):
+                if body is not None:
+                    job.lines.append({"custom_id": bulk.rel(path), "method": "POST", "url": job.endpoint, "body": body})
+        finally:
+            uploads.shutdown(cancel_futures=True)  # Ctrl-C: the uploads not started are not made
         batch = follow(client, bulk.submit(job)) if job.lines else None
         if batch is not None:
             bulk.collect(job, batch)

@@ -16,7 +16,7 @@ from serve_app.batch.lines import answered, check_lines
 from serve_app.batch.runner import BatchRunner
 from serve_app.batch.store import LineResult
 from serve_app.config import BatchConfig
-from serve_app.errors import APIError
+from serve_app.errors import APIError, InvalidRequest
 from serve_app.protocol import BatchCreateRequest, Item, ItemList
 from tests.fakes import FakeHandle
 from tests.http.support import ASR, DETECTOR, LLM, assert_envelope
@@ -40,8 +40,12 @@ def vector_store():
     added = []
 
     def add_items(name, body):
+        if any(item.image == b"corrupt" for item in body.items):  # as the embedder refuses the whole call
+            raise InvalidRequest("items.0.image is not a decodable image", param="items")
         added.append((name, body))
-        return ItemList(data=[Item(id="i1", kind="image" if body.items[0].image else "text", created=1)])
+        return ItemList(
+            data=[Item(id=f"i{i}", kind="image" if it.image else "text", created=1) for i, it in enumerate(body.items)]
+        )
 
     return FakeHandle.of("VectorStore", add_items=add_items), added
 
@@ -124,6 +128,21 @@ def test_detection_and_indexing_lines_send_the_image_bytes(client, detector, vec
     assert items["data"][0]["kind"] == "image"
     line(client, "/v1/collections/photos/items", {"text": "a note"})
     assert vector_store[1][-1][1].items[0].text == "a note"
+
+
+def test_a_block_of_indexing_lines_is_one_call_and_a_bad_file_fails_alone(client, vector_store):
+    good = [upload(client, png()) for _ in range(3)]
+    bodies = [{"file": good[0]}, {"file": "file-nope"}, {"text": "a note"}, {"file": good[1], "detect": True}]
+    answers = asyncio.run(client.replica.batch_block("/v1/collections/photos/items", bodies))
+    assert [status for status, _ in answers] == [200, 404, 200, 200]
+    assert [len(body.items) for _, body in vector_store[1]] == [3]  # the three that parse, in one call
+    assert answers[3][1]["data"][0]["kind"] == "image" and answers[2][1]["data"][0]["kind"] == "text"
+    corrupt = upload(client, b"corrupt")
+    bodies = [{"file": good[2]}, {"file": corrupt}, {"text": "another"}]
+    answers = asyncio.run(client.replica.batch_block("/v1/collections/photos/items", bodies))
+    assert [status for status, _ in answers] == [200, 400, 200]  # the whole call refused, then line by line
+    assert answers[1][1]["error"]["param"] == "items"
+    assert [len(body.items) for _, body in vector_store[1]][1:] == [1, 1]  # nothing stored by the refused call
 
 
 def test_media_lines_are_checked_before_the_batch_runs():

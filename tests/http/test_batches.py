@@ -17,6 +17,7 @@ from serve_app.batch.runner import BatchRunner
 from serve_app.config import BatchConfig, CacheConfig, GatewayConfig
 from serve_app.gateway.service import STATE_SERVICE
 from serve_app.gateway.sqlite import SQLiteState
+from serve_app.http.online_load import OnlineLoad
 from serve_app.http.routes.batches import display_name
 from tests.fakes import FakeHandle
 from tests.http.support import LLM, assert_envelope
@@ -134,6 +135,15 @@ def test_a_batch_line_waits_for_online_requests_to_its_model(start):
         asyncio.run(replica.batch_line(CHAT, {**body, "stream": True}))
 
 
+def test_with_scope_all_any_models_online_request_holds_lines_back():
+    per_model, shared = OnlineLoad(grace_s=0.0), OnlineLoad(grace_s=0.0, across_models=True)
+    for load in (per_model, shared):
+        with load.serving("tiny-qwen2"):
+            assert load.busy("tiny-qwen2")
+            assert load.busy("whisper-1") is (load is shared)  # a transcription line waits only if shared
+        assert not load.busy("whisper-1") and not load.busy("tiny-qwen2")
+
+
 def test_each_batch_line_is_billed_to_the_key_that_made_the_batch(start):
     client = start(gateway=True)
     generated = client.post("/key/generate", json={}, headers=ADMIN).json()
@@ -186,7 +196,7 @@ def test_a_block_of_embedding_lines_is_one_call_per_model(start, serve_ingress, 
         {"input": "x"},
         {"model": "minilm", "input": "abc"},
     ]
-    answers = asyncio.run(client.replica.batch_embeddings(bodies))
+    answers = asyncio.run(client.replica.batch_block("/v1/embeddings", bodies))
     assert [status for status, _ in answers] == [200, 404, 400, 200]
     assert answers[3][1]["data"][0]["embedding"] == [3.0] and answers[1][1]["error"]["param"] == "model"
     assert [call.method for call in embedder.calls] == ["embed_many"] and len(embedder.calls[0].args[0]) == 2

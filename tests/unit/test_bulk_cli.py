@@ -69,3 +69,21 @@ def test_index_remembers_what_it_indexed(tmp_path):
     assert [p.name for p in job.todo] == ["b.txt"] and job.skipped == 1
     assert json.loads((tmp_path / "in" / ".bulk-index-c.jsonl").read_text()) == {"path": "a.png", "ids": ["i1"]}
     assert bulk.body(job.todo[0], job) == {"text": "words", "metadata": {"path": "b.txt"}}
+
+
+def test_small_images_go_inline_until_their_total_is_reached_then_as_uploads(tmp_path, monkeypatch):
+    monkeypatch.setattr(bulk_cli, "INLINE_IMAGE_BYTES", 100)
+    monkeypatch.setattr(bulk_cli, "INLINE_TOTAL_BYTES", 150)
+    (tmp_path / "in").mkdir()
+    for name, size in (("a.png", 80), ("big.png", 120), ("b.png", 60), ("c.png", 60)):
+        (tmp_path / "in" / name).write_bytes(b"i" * size)
+    args = parse("index", str(tmp_path / "in"), "--collection", "photos", "--detect")
+    bulk = bulk_cli.Bulk(FakeClient({}), args)
+    uploaded: list[str] = []
+    monkeypatch.setattr(bulk, "upload", lambda name, data, purpose="user_data": uploaded.append(name) or f"file-{name}")
+    job = bulk.plan()
+    bodies = {path.name: bulk.body(path, job) for path in job.todo}
+    assert bodies["a.png"]["image"] and bodies["b.png"]["image"] and bodies["a.png"]["detect"]  # 80 + 60 inline
+    assert bodies["big.png"] == {"file": "file-big.png", "detect": True, "metadata": {"path": "big.png"}}
+    assert bodies["c.png"]["file"] == "file-c.png"  # past the total
+    assert sorted(uploaded) == ["big.png", "c.png"] and sorted(job.uploaded) == ["file-big.png", "file-c.png"]

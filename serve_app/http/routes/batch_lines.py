@@ -1,14 +1,14 @@
-"""A batch's lines coming back through the app handle, from the runner's Ray Data actors.
+"""A batch's lines coming back through the app handle, from the runner's Ray Data tasks.
 
 Each line meets the same routing, aliases, adapters and validation as its online request, after
 online requests to its model have had their turn (serve_app.http.online_load); it is billed to the
 key that made the batch, and with `metadata.cache: warm` its answer is stored in the response cache.
 
 `batch_line` answers one line (chat, completions: the engine batches them continuously, so a line
-each keeps it full). `batch_embeddings` answers a block of lines in one call per model, through the
-embedder's `embed_many`: an embedding is a few milliseconds of compute, and two handle calls per
-line would cost more than the model. Media lines (transcriptions, detections, pipelines, indexing)
-go one per call too, through serve_app.http.routes.batch_media.
+each keeps it full). `batch_block` answers a block of lines in one call: embeddings per model, through
+the embedder's `embed_many` (an embedding is a few milliseconds of compute, and two handle calls per
+line would cost more than the model), and a collection's items in one indexing call. Other media
+lines (transcriptions, detections, pipelines) go one per call, through serve_app.http.routes.batch_media.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from serve_app.errors import APIError, InvalidRequest, ServiceUnavailable, as_ap
 from serve_app.gateway.state import Settlement
 from serve_app.http.answer_cache import warm
 from serve_app.http.online_load import OnlineLoad
-from serve_app.http.routes.batch_media import BatchMedia
+from serve_app.http.routes.batch_media import BatchMedia, LineAnswer, refused
 from serve_app.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, EmbeddingResponse
 
 REQUEST_TYPES: dict[str, type[BaseModel]] = {
@@ -31,7 +31,6 @@ REQUEST_TYPES: dict[str, type[BaseModel]] = {
     "/v1/completions": CompletionRequest,
     "/v1/embeddings": EmbeddingRequest,
 }
-LineAnswer = tuple[int, dict[str, Any]]  # (status code, body): what a line's output or error line holds
 
 
 class BatchLines(BatchMedia):
@@ -66,17 +65,20 @@ class BatchLines(BatchMedia):
         await self._after_line(endpoint, request, answer, started, line_owner, warm_cache)
         return answer.model_dump(mode="json")
 
-    async def batch_embeddings(
-        self, bodies: list[dict[str, Any]], line_owner: str | None = None, warm_cache: bool = False
+    async def batch_block(
+        self, endpoint: str, bodies: list[dict[str, Any]], line_owner: str | None = None, warm_cache: bool = False
     ) -> list[LineAnswer]:
-        """A block of embedding lines, one handle call per model: each line's (status, body)."""
+        """A block of embedding lines (one handle call per model) or of one collection's items (one
+        indexing call): each line's (status, body)."""
+        if endpoint != "/v1/embeddings":
+            return await self.media_items(endpoint, bodies, line_owner)
         answers: list[LineAnswer | None] = [None] * len(bodies)
         by_model: dict[str, list[tuple[int, EmbeddingRequest]]] = {}
         for i, body in enumerate(bodies):
             try:
                 request = parse_request(EmbeddingRequest, body)
             except APIError as exc:
-                answers[i] = _refused(exc)
+                answers[i] = refused(exc)
                 continue
             by_model.setdefault(request.model, []).append((i, request))
         for model, lines in by_model.items():
@@ -91,7 +93,7 @@ class BatchLines(BatchMedia):
                     await self._after_line("/v1/embeddings", request, result, started, line_owner, warm_cache)
                     answers[i] = (200, result.model_dump(mode="json"))
                 else:
-                    answers[i] = _refused(as_api_error(result))
+                    answers[i] = refused(result)
         return [a for a in answers if a is not None]  # every line was answered above
 
     async def _online_first(self, model: str) -> None:
@@ -118,7 +120,3 @@ class BatchLines(BatchMedia):
                     completion_tokens=getattr(answer.usage, "completion_tokens", 0) or 0,
                 )
             )
-
-
-def _refused(error: APIError) -> LineAnswer:
-    return error.status, error.envelope().model_dump(mode="json")

@@ -25,6 +25,8 @@ from serve_app.protocol import (
     COLLECTION_ITEMS,
     DetectionRequest,
     ImageRAGRequest,
+    ItemCreate,
+    ItemList,
     ItemsCreate,
     TranscriptionFormat,
     VideoSummaryOptions,
@@ -32,6 +34,7 @@ from serve_app.protocol import (
 from serve_app.protocol.common import _Request
 
 Granularity = Literal["word", "segment"]
+LineAnswer = tuple[int, dict[str, Any]]  # (status code, body): what a line's output or error line holds
 
 
 class TranscriptionLine(_Request):
@@ -65,15 +68,44 @@ class BatchMedia(Backends):
             image = await self._line_bytes(body.get("file"), owner)
             rag = parse_request(ImageRAGRequest, {**fields, "image": image})
             return (await self.image_rag_run(rag)).model_dump(mode="json")  # type: ignore[attr-defined]
-        match = COLLECTION_ITEMS.match(endpoint)
-        if match is None:
-            raise InvalidRequest(f"{endpoint} cannot be run in a batch.", param="url")
-        item = dict(fields)
+        collection = _collection(endpoint)
+        item = await self._index_item(body, owner)
+        return (await self._add_items(collection, [item]))[0]
+
+    async def media_items(self, endpoint: str, bodies: list[dict[str, Any]], owner: str | None) -> list[LineAnswer]:
+        """A block of indexing lines for one collection, each line's (status, body): the items that
+        parse go to the vector store in one call (one embedding batch, one upsert); a call refused as
+        a whole (a corrupt image among them) is made again line by line, so only the bad line fails.
+        A refused call stores nothing: the store upserts after every vector and detection is made."""
+        collection = _collection(endpoint)
+        parsed = await asyncio.gather(*(self._index_item(body, owner) for body in bodies), return_exceptions=True)
+        answers: list[LineAnswer | None] = [refused(p) if isinstance(p, BaseException) else None for p in parsed]
+        ready = [(i, item) for i, item in enumerate(parsed) if isinstance(item, ItemCreate)]
+        try:
+            added = await self._add_items(collection, [item for _, item in ready]) if ready else []
+            for (i, _), reply in zip(ready, added, strict=True):
+                answers[i] = (200, reply)
+        except Exception as exc:
+            if len(ready) == 1:
+                answers[ready[0][0]] = refused(exc)
+            else:
+                for i, item in ready:
+                    try:
+                        answers[i] = (200, (await self._add_items(collection, [item]))[0])
+                    except Exception as alone:
+                        answers[i] = refused(alone)
+        return [a for a in answers if a is not None]  # every line was answered above
+
+    async def _add_items(self, collection: str, items: list[ItemCreate]) -> list[dict[str, Any]]:
+        """Each item's answer as its own line's: the ItemList the online route gives for one item."""
+        added = await self._service("vector_store").add_items.remote(collection, ItemsCreate(items=items))
+        return [ItemList(data=[stored]).model_dump(mode="json") for stored in added.data]
+
+    async def _index_item(self, body: dict[str, Any], owner: str | None) -> ItemCreate:
+        item = {k: v for k, v in body.items() if k != "file"}
         if "file" in body:
             item["image"] = await self._line_bytes(body.get("file"), owner)
-        items = parse_request(ItemsCreate, {"items": [item]})
-        added = await self._service("vector_store").add_items.remote(match.group(1), items)
-        return added.model_dump(mode="json")
+        return parse_request(ItemsCreate, {"items": [item]}).items[0]
 
     async def _transcription_line(self, endpoint: str, path: str, fields: dict[str, Any]) -> dict[str, Any] | str:
         line = parse_request(TranscriptionLine, fields)
@@ -119,3 +151,16 @@ class BatchMedia(Backends):
     async def _line_bytes(self, file_id: Any, owner: str | None) -> bytes:
         path = await self._line_file(file_id, owner)
         return await asyncio.to_thread(path.read_bytes)  # an image: small, read off the event loop
+
+
+def _collection(endpoint: str) -> str:
+    match = COLLECTION_ITEMS.match(endpoint)
+    if match is None:
+        raise InvalidRequest(f"{endpoint} cannot be run in a batch.", param="url")
+    return match.group(1)
+
+
+def refused(exc: BaseException) -> LineAnswer:
+    """A line's (status, error envelope) for what refused it."""
+    error = as_api_error(exc)
+    return error.status, error.envelope().model_dump(mode="json")
