@@ -317,18 +317,16 @@ class GenerationStats:
         metrics.LLM_RUNNING.set(self._counts["in_flight"], self._tags)
         metrics.LLM_PROMPT_TOKENS.inc(prompt_tokens, self._tags)
         outcome = "failed"
-        generated = 0
-        last = started
+        generated = first_tokens = 0
+        first = last = started
         try:
             async for delta in deltas:
                 if delta.new_tokens:
-                    now = time.perf_counter()
-                    if generated:
-                        metrics.LLM_ITL.observe((now - last) / delta.new_tokens, self._tags)
-                    else:
-                        metrics.LLM_TTFT.observe(now - started, self._ttft_tags[stream])
+                    last = time.perf_counter()
+                    if not generated:
+                        first, first_tokens = last, delta.new_tokens
+                        metrics.LLM_TTFT.observe(first - started, self._ttft_tags[stream])
                     generated += delta.new_tokens
-                    last = now
                 yield delta
             outcome = "completed"
         except (GeneratorExit, asyncio.CancelledError):
@@ -339,6 +337,8 @@ class GenerationStats:
             self._counts[outcome] += 1
             metrics.LLM_RUNNING.set(self._counts["in_flight"], self._tags)
             metrics.LLM_COMPLETION_TOKENS.inc(generated, self._tags)
+            if generated > first_tokens:  # once per generation, not per delta: a recording costs as a token
+                metrics.LLM_ITL.observe((last - first) / (generated - first_tokens), self._tags)
             # Stop the engine now (vLLM frees the sequence's KV blocks), not at garbage collection.
             await deltas.aclose()
 

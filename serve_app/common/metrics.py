@@ -228,7 +228,7 @@ LLM_TTFT = _histogram(
 )
 LLM_ITL = _histogram(
     "mms_llm_inter_token_latency_seconds",
-    "Seconds per output token after the first (one sample per engine delta).",
+    "Seconds per output token after the first, a generation's mean (one sample per generation).",
     ITL_BUCKETS,
     "model",
 )

@@ -39,13 +39,13 @@ async def _deltas(*tokens: int):
     yield GenerationDelta(text="", new_tokens=0, finish_reason="stop")
 
 
-async def test_a_generation_records_ttft_once_then_itl_per_delta_and_its_tokens(recorded):
+async def test_a_generation_records_ttft_and_its_mean_itl_once_and_its_tokens(recorded):
     stats = GenerationStats("tiny")
     async for _ in stats.track(_deltas(1, 2, 1), prompt_tokens=7, stream=True, started=0.0):
         pass
     assert len(recorded.samples("mms_llm_time_to_first_token_seconds", model="tiny", stream="true")) == 1
     assert recorded.samples("mms_llm_time_to_first_token_seconds", stream="false") == []
-    assert len(recorded.samples("mms_llm_inter_token_latency_seconds", model="tiny")) == 2
+    assert len(recorded.samples("mms_llm_inter_token_latency_seconds", model="tiny")) == 1  # per generation
     assert recorded.samples("mms_llm_prompt_tokens", model="tiny") == [7]
     assert recorded.samples("mms_llm_completion_tokens", model="tiny") == [4]
     assert recorded.samples("mms_llm_requests_running", model="tiny") == [1, 0]

@@ -88,7 +88,7 @@ HTTP_DURATION = _histogram(
     "mms_http_request_duration_seconds", ("route", "model"), "ingress request duration, to the last byte"
 )
 LLM_TTFT = _histogram("mms_llm_time_to_first_token_seconds", ("model", "stream"), "LLM time to first token")
-LLM_ITL = _histogram("mms_llm_inter_token_latency_seconds", ("model",), "LLM time between streamed tokens")
+LLM_ITL = _histogram("mms_llm_inter_token_latency_seconds", ("model",), "LLM mean time between a generation's tokens")
 LLM_PROMPT_TOKENS = _counter("mms_llm_prompt_tokens", ("model",), "prompt tokens processed")
 LLM_COMPLETION_TOKENS = _counter("mms_llm_completion_tokens", ("model",), "completion tokens generated")
 LLM_RUNNING = _gauge("mms_llm_requests_running", ("model",), "LLM requests in the engine")
