@@ -52,6 +52,11 @@ logger = logging.getLogger("ray.serve")
 RUN_ATTEMPTS = 5  # Ray Data pipelines restarted for one batch (a worker or a replica lost) before it fails
 
 
+def _log_warm_up(done: asyncio.Future) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        logger.error("batch runner: Ray Data's warm-up failed; the first batch starts it", exc_info=done.exception())
+
+
 def new_file_id() -> str:
     return f"file-{uuid.uuid4().hex}"
 
@@ -67,6 +72,7 @@ class BatchRunner:
         self._store = BatchStore(Path(data_dir) / "batches" / "batches.sqlite3")
         self._app_name = app_name
         self._running: dict[str, asyncio.Task] = {}
+        self._warming: asyncio.Future | None = None
         self._wake = asyncio.Event()
 
     @property
@@ -153,10 +159,9 @@ class BatchRunner:
 
     async def run_forever(self) -> None:
         """Start every unfinished batch not already running, then wait for a new one or the next poll."""
-        try:  # paid now, in the background, not by the first batch
-            await asyncio.to_thread(warm_up, self._app_name)
-        except Exception:
-            logger.exception("batch runner: Ray Data's warm-up failed; the first batch starts it")
+        # Paid now, beside the loop (a warm-up that hung must not hold batches back), not by the first batch.
+        self._warming = asyncio.ensure_future(asyncio.to_thread(warm_up, self._app_name))
+        self._warming.add_done_callback(_log_warm_up)
         while True:
             try:
                 for batch_id in self._store.unfinished():

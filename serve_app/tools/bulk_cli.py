@@ -38,7 +38,7 @@ MEDIA = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".mp4", ".webm", ".mkv", ".mov
 IMAGES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 TEXTS = {".txt", ".md"}
 FORMATS = {"srt": "srt", "vtt": "vtt", "verbose_json": "json"}
-INLINE_IMAGE_BYTES, INLINE_TOTAL_BYTES = 1 << 20, 64 << 20  # under batch.max_file_bytes (200 MiB by default)
+INLINE_IMAGE_BYTES, INLINE_TOTAL_BYTES = 1 << 20, 64 << 20  # 85 MiB as base64: under batch.max_file_bytes (200 MiB)
 UPLOADS_AT_ONCE = 4  # uploads (and deletes) in flight: each is a round trip, overlapped
 
 
