@@ -7,13 +7,13 @@
 Each media file is uploaded (`purpose: user_data`), named by id in one batch line (an image to
 index of at most 1 MiB goes inline instead, base64 in its line, while they add up to 64 MiB: its
 upload would cost more than its embedding), and the batch is followed with a progress bar on a
-terminal (files done, failed, rate, time left) or a line per change
-otherwise. A rerun skips what is done (its result files exist; for `index`, a list of what was indexed
-kept in the output folder), so it does no work when nothing is left. Ctrl-C cancels the batch and
-still writes what finished; a file that cannot be read or uploaded is reported and the rest go on.
-The summary at the end names each failed file and why. It speaks only the HTTP API (`--base-url`,
-`--api-key`), so it works against a remote server as well; batches wait for the server's night
-window (`batch.window`) unless `--now`.
+terminal (files done, failed, rate, time left) or a line per change otherwise. A rerun skips what
+is done (its result files exist; for `index`, a list of what was indexed kept in the output
+folder), so it does no work when nothing is left. Ctrl-C cancels the batch and still writes what
+finished; a file that cannot be read or uploaded is reported and the rest go on. The summary at
+the end names each failed file and why. It speaks only the HTTP API (`--base-url`, `--api-key`),
+so it works against a remote server as well; batches wait for the server's night window
+(`batch.window`) unless `--now`.
 """
 
 from __future__ import annotations
