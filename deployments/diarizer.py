@@ -24,6 +24,7 @@ import numpy as np
 from ray import serve
 
 from deployments.base import ModelDeployment
+from deployments.embedding_common import unit_rows
 from serve_app.common.gpu_plan import GPUClaim
 from serve_app.config import DiarizationConfig
 from serve_app.errors import InvalidRequest, PayloadTooLarge, parse_request
@@ -72,9 +73,8 @@ def match_known_speakers(
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.nan_to_num(np.asarray(vectors, dtype=np.float64))
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
+    # NaNs counted as zeros, so a broken embedding scores 0 rather than poisoning the assignment.
+    return unit_rows(np.nan_to_num(np.asarray(vectors, dtype=np.float64)))
 
 
 @serve.deployment(name="Diarizer")
