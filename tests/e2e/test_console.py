@@ -253,20 +253,25 @@ def as_rows(detections: list[dict]) -> list[tuple]:
     )
 
 
+def detect_in_console_then_api(console, http, image, shown: str):
+    """`image` through the vision page's Detect until `shown` appears, then the same upload to the API."""
+    console.open("vision")
+    console.page.set_input_files("input[type=file]", str(image))
+    console.page.select_option("select[name=model]", YOLO)
+    console.page.get_by_role("button", name="Detect").click()
+    console.page.wait_for_selector(shown, timeout=60_000)
+    return http.post(
+        "/v1/detections",
+        files={"image": (image.name, image.read_bytes(), "image/png")},
+        data={"model": YOLO, "conf": "0.25"},
+    )
+
+
 def test_the_boxes_drawn_are_the_apis_detections_and_the_slider_refilters_locally(console, http, tmp_path):
     image = tmp_path / "scene.png"
     image.write_bytes(png("circle", "blue", size=(320, 240)))
     page = console.page
-    console.open("vision")
-    page.set_input_files("input[type=file]", str(image))
-    page.select_option("select[name=model]", YOLO)
-    page.get_by_role("button", name="Detect").click()
-    page.wait_for_selector("#detections figure", timeout=60_000)
-    reply = http.post(
-        "/v1/detections",
-        files={"image": ("scene.png", image.read_bytes(), "image/png")},
-        data={"model": YOLO, "conf": "0.25"},
-    )
+    reply = detect_in_console_then_api(console, http, image, "#detections figure")
     assert reply.status_code == 200, reply.text
     detections = reply.json()["detections"]
     assert detections, "the tiny detector found nothing to draw"
@@ -289,20 +294,10 @@ def test_the_boxes_drawn_are_the_apis_detections_and_the_slider_refilters_locall
 def test_a_bad_upload_shows_the_envelopes_message(console, http, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image at all")
-    page = console.page
-    console.open("vision")
-    page.set_input_files("input[type=file]", str(bad))
-    page.select_option("select[name=model]", YOLO)
-    page.get_by_role("button", name="Detect").click()
-    page.wait_for_selector("main .error:not([hidden])", timeout=60_000)
-    reply = http.post(
-        "/v1/detections",
-        files={"image": ("notes.png", bad.read_bytes(), "image/png")},
-        data={"model": YOLO, "conf": "0.25"},
-    )
+    reply = detect_in_console_then_api(console, http, bad, "main .error:not([hidden])")
     assert reply.status_code == 400
     assert console.errors_shown() == [reply.json()["error"]["message"]]
-    page.screenshot(path=str(ARTIFACTS / "vision-bad-upload.png"), full_page=True)
+    console.page.screenshot(path=str(ARTIFACTS / "vision-bad-upload.png"), full_page=True)
 
 
 PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & "quotes"'
