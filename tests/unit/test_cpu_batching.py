@@ -71,13 +71,17 @@ def decode_calls(monkeypatch) -> list[int]:
     return calls
 
 
-async def test_greedy_output_in_a_batch_equals_its_output_alone(engine, decode_calls):
+async def test_greedy_output_in_a_batch_equals_its_output_alone(engine, decode_calls, monkeypatch):
     settings = SamplingSettings(max_tokens=24, temperature=0.0, ignore_eos=True)
     alone = [text_of(await collect(engine, p, settings)) for p in PROMPTS]
     decode_calls.clear()
+    prefilled = []
+    original = kv_batch.KVBatch.prefill
+    monkeypatch.setattr(kv_batch.KVBatch, "prefill", lambda self, *a: prefilled.append(len(a[0])) or original(self, *a))
     together = await asyncio.gather(*(collect(engine, p, settings) for p in PROMPTS))
     assert [text_of(d) for d in together] == alone
-    assert max(decode_calls) == len(PROMPTS)  # one forward pass decoded all of them
+    # One forward pass prefilled the four prompts (of different lengths), one decoded all of them.
+    assert prefilled == [len(PROMPTS)] and max(decode_calls) == len(PROMPTS)
 
 
 async def test_requests_that_join_mid_generation_leave_the_others_unchanged(engine):
@@ -221,7 +225,7 @@ async def test_scoring_only_generates_nothing(engine, decode_calls, monkeypatch)
     from deployments.llm.engines import transformers_engine
 
     sampled = []
-    monkeypatch.setattr(transformers_engine.RowSampler, "sample", lambda self, logits: sampled.append(1))
+    monkeypatch.setattr(transformers_engine.RowSampler, "record", lambda self, token: sampled.append(1))
     deltas = await collect(engine, PROMPTS[0], SamplingSettings(max_tokens=0, prompt_logprobs=0))
     assert len(deltas) == 1
     (delta,) = deltas

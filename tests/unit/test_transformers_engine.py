@@ -44,14 +44,13 @@ def text_of(deltas: list[GenerationDelta]) -> str:
 def step_counter(monkeypatch) -> list[int]:
     """Counts forward passes, i.e. tokens the engine actually generated."""
     calls = []
-    original = transformers_engine.RowSampler.sample
+    original = transformers_engine.RowSampler.record
 
-    def counting_sample(self, logits):
-        token, logprob = original(self, logits)
+    def counting_record(self, token):
         calls.append(token)
-        return token, logprob
+        return original(self, token)
 
-    monkeypatch.setattr(transformers_engine.RowSampler, "sample", counting_sample)
+    monkeypatch.setattr(transformers_engine.RowSampler, "record", counting_record)
     return calls
 
 
@@ -149,13 +148,13 @@ async def test_concurrent_generations_equal_the_same_generations_run_one_by_one(
 
 async def test_concurrent_generations_interleave_step_by_step(engine, prompt_ids, monkeypatch):
     order = []
-    original = transformers_engine.RowSampler.sample
+    original = transformers_engine.RowSampler.record
 
-    def recording_sample(self, logits):
+    def recording_record(self, token):
         order.append(id(self))
-        return original(self, logits)
+        return original(self, token)
 
-    monkeypatch.setattr(transformers_engine.RowSampler, "sample", recording_sample)
+    monkeypatch.setattr(transformers_engine.RowSampler, "record", recording_record)
     await asyncio.gather(
         *(collect(engine, prompt_ids, concurrent_settings(seed), f"r{seed}") for seed in CONCURRENT_SEEDS)
     )

@@ -1,10 +1,10 @@
 """The running sequences' KV caches as one batch, so one forward pass decodes them all.
 
-A new sequence is prefilled on its own (no padding: its prompt's keys and values are
-exactly those of a lone run), then joins the batch left-padded to the batch's width; the
-padding columns are masked out and each row gets its own position ids, so a row attends
-to its own tokens only. A row that leaves is dropped at once, and columns that have
-become padding for every row are trimmed.
+The sequences that arrive together are prefilled in one forward pass, left-padded to the
+longest prompt, then join the batch left-padded to its width; padding columns are masked
+out (and zeroed: finite whatever the model computed there), and each row gets its own
+position ids, so a row attends to its own tokens only. A row that leaves is dropped at
+once, and columns that have become padding for every row are trimmed.
 """
 
 from __future__ import annotations
@@ -30,18 +30,49 @@ class KVBatch:
     def __len__(self) -> int:
         return len(self._lengths)
 
-    def prefill(self, prompt_ids: list[int], adapter: str | None, every_position: bool = False) -> Any:
-        """Add a row for this prompt; return the logits [vocab] for its first new token, or (every_position)
-        the forward's own logits [prompt tokens, vocab], whose last row is those, for scoring the prompt."""
+    def prefill(self, prompts: Sequence[list[int]], adapters: Sequence[str | None]) -> Any:
+        """Add a row per prompt, prefilled together; return their logits [rows, vocab] for the first new tokens."""
+        torch = self._torch
+        width = max(len(ids) for ids in prompts)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], dtype=torch.long)
+        padded = torch.tensor([[0] * (width - len(ids)) + list(ids) for ids in prompts], dtype=torch.long)
+        cache = self._new_cache()
+        # Only the last position's logits: the others would cost a vocabulary-wide product per prompt token.
+        out = self._forward(
+            adapters,
+            input_ids=padded,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+            past_key_values=cache,
+            logits_to_keep=1,
+        )
+        if not bool(mask.all()):
+            real = mask.bool()[:, None, :, None]
+            for layer in cache.layers:
+                layer.keys = torch.where(real, layer.keys, 0.0)
+                layer.values = torch.where(real, layer.values, 0.0)
+        self._join(cache, mask)
+        return out.logits[:, -1].float()
+
+    def prefill_scored(self, prompt_ids: list[int], adapter: str | None) -> Any:
+        """Add a row for this prompt; return the logits [prompt tokens, vocab] of every position, for scoring
+        the prompt: the last row is those for its first new token."""
+        torch = self._torch
+        out = self._forward(
+            [adapter],
+            input_ids=torch.tensor([prompt_ids], dtype=torch.long),
+            past_key_values=(cache := self._new_cache()),
+        )
+        self._join(cache, torch.ones(1, len(prompt_ids), dtype=torch.long))
+        return out.logits[0]
+
+    def _new_cache(self) -> Any:
         from transformers import DynamicCache
 
-        torch = self._torch
         cache = DynamicCache(config=self._weights.base.config)
         if any(getattr(layer, "is_sliding", False) for layer in cache.layers):
             raise NotImplementedError("batched decoding on CPU needs full-attention layers (no sliding window)")
-        out = self._forward([adapter], input_ids=torch.tensor([prompt_ids], dtype=torch.long), past_key_values=cache)
-        self._join(cache, len(prompt_ids))
-        return out.logits[0] if every_position else out.logits[0, -1].float()
+        return cache
 
     def score(self, prompt_ids: list[int], adapter: str | None) -> Any:
         """The logits [prompt tokens, vocab] of a prompt that is scored, not continued: it gets no row."""
@@ -84,19 +115,20 @@ class KVBatch:
                 layer.values = layer.values[..., unused:, :]
             self._mask = self._mask[:, unused:]
 
-    def _join(self, cache: Any, length: int) -> None:
+    def _join(self, cache: Any, mask: Any) -> None:
+        """Append the rows of a prefilled cache whose columns `mask` [rows, columns] tells real from padding."""
         torch = self._torch
-        ones = torch.ones(1, length, dtype=torch.long)
+        lengths = mask.sum(1).tolist()
         if self._cache is None:
-            self._cache, self._mask, self._lengths = cache, ones, [length]
+            self._cache, self._mask, self._lengths = cache, mask, lengths
             return
-        width = max(self._mask.shape[1], length)
-        pad_batch, pad_new = width - self._mask.shape[1], width - length
+        width = max(self._mask.shape[1], mask.shape[1])
+        pad_batch, pad_new = width - self._mask.shape[1], width - mask.shape[1]
         for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, pad_batch), _left_pad(theirs.keys, pad_new)])
             mine.values = torch.cat([_left_pad(mine.values, pad_batch), _left_pad(theirs.values, pad_new)])
-        self._mask = torch.cat([_left_pad_mask(self._mask, pad_batch), _left_pad_mask(ones, pad_new)])
-        self._lengths.append(length)
+        self._mask = torch.cat([_left_pad_mask(self._mask, pad_batch), _left_pad_mask(mask, pad_new)])
+        self._lengths.extend(lengths)
 
     def _forward(self, adapters: Sequence[str | None], **inputs: Any) -> Any:
         with self._weights.lock:

@@ -5,11 +5,18 @@ Every sequence in a batch carries its own settings, its own seeded `torch.Genera
 the penalties and, when constrained, its own xgrammar matcher. The order follows vLLM's
 sampler: logprobs of the raw model output, then the logit bias, penalties, the grammar mask,
 min_tokens, temperature, top-k and top-p. `prompt_logprobs` scores a prompt from its prefill's logits.
+
+`sample_rows` samples a whole step: the rows whose only setting is a temperature (what
+most traffic sends) in one tensor op, the others one by one. Either way a row draws its
+token as vLLM does, the argmax of its probabilities over exponential noise; a seeded
+row's noise comes from its own generator, so its text depends on its logits and its
+seed, never on its neighbours.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from deployments.llm.engines.base import SamplingSettings, TokenLogprob
@@ -26,6 +33,10 @@ class RowSampler:
         self._eos = torch.tensor(eos_ids, dtype=torch.long)
         seed = settings.seed if settings.seed is not None else random.getrandbits(63)
         self._rng = torch.Generator().manual_seed(seed)
+        self._vocab_size = vocab_size
+        self._counted = bool(
+            settings.frequency_penalty or settings.presence_penalty or settings.repetition_penalty != 1.0
+        )
         self._output_counts = torch.zeros(vocab_size, dtype=torch.float32)
         self._seen = torch.zeros(vocab_size, dtype=torch.bool)  # prompt and output: the repetition penalty's set
         if settings.repetition_penalty != 1.0:
@@ -42,6 +53,20 @@ class RowSampler:
 
             self._bitmask = xgrammar.allocate_token_bitmask(1, vocab_size)
         self.generated = 0
+
+    @property
+    def plain(self) -> bool:
+        """Only a temperature shapes this row's next token: it can be sampled with other such rows at once."""
+        s = self.settings
+        return (
+            not self._counted
+            and self._matcher is None
+            and self._bias is None
+            and s.logprobs is None
+            and s.top_p >= 1.0
+            and not 0 < s.top_k < self._vocab_size
+            and self.generated >= s.min_tokens
+        )
 
     @property
     def grammar_finished(self) -> bool:
@@ -64,9 +89,13 @@ class RowSampler:
         if s.temperature == 0.0:
             token = int(torch.argmax(logits))
         else:
-            token = int(torch.multinomial(self._probabilities(logits), num_samples=1, generator=self._rng))
-        self._record(token)
+            token = int(torch.argmax(self._probabilities(logits) / self.noise()))
+        self.record(token)
         return token, self._logprob(raw, token)
+
+    def noise(self) -> Any:
+        """Exponential noise [vocab] from this row's generator: the argmax of probabilities over it is a draw."""
+        return self._torch.empty(self._vocab_size).exponential_(generator=self._rng)
 
     def _penalize(self, logits: Any) -> Any:
         s = self.settings
@@ -96,10 +125,11 @@ class RowSampler:
             scores = scores.scatter(0, order, ordered.masked_fill(drop, -float("inf")))
         return torch.softmax(scores, dim=-1)
 
-    def _record(self, token: int) -> None:
+    def record(self, token: int) -> None:
         self.generated += 1
-        self._output_counts[token] += 1
-        self._seen[token] = True
+        if self._counted:
+            self._output_counts[token] += 1
+            self._seen[token] = True
         if self._matcher is not None and not self._matcher.is_terminated():
             self._matcher.accept_token(token)
 
@@ -108,6 +138,30 @@ class RowSampler:
         if k is None:
             return None
         return _entries(self._torch.log_softmax(raw, dim=-1)[None, :], [token], k)[0]
+
+
+def sample_rows(samplers: Sequence[RowSampler], logits: Any) -> list[tuple[int, TokenLogprob | None]]:
+    """The next token, and its logprob entry if asked for, of every row of a step's logits [rows, vocab]."""
+    import torch
+
+    drawn: dict[int, int] = {}
+    plain = [row for row, sampler in enumerate(samplers) if sampler.plain]
+    if plain:
+        rows = logits if len(plain) == len(samplers) else logits[torch.tensor(plain)]
+        temperatures = torch.tensor([samplers[row].settings.temperature for row in plain])
+        greedy = temperatures == 0.0
+        # The same operations RowSampler.sample makes on one row, on all of them at once. A seeded row draws
+        # its noise from its own generator; the unseeded ones share one draw, as in vLLM's sampler.
+        probabilities = torch.softmax(rows / torch.where(greedy, 1.0, temperatures)[:, None], dim=-1)
+        noise = torch.empty_like(rows).exponential_()
+        for at, (row, is_greedy) in enumerate(zip(plain, greedy.tolist(), strict=True)):
+            if samplers[row].settings.seed is not None and not is_greedy:
+                noise[at] = samplers[row].noise()
+        tokens = torch.where(greedy, rows.argmax(dim=-1), (probabilities / noise).argmax(dim=-1)).tolist()
+        for row, token in zip(plain, tokens, strict=True):
+            samplers[row].record(token)
+            drawn[row] = token
+    return [(drawn[row], None) if row in drawn else sampler.sample(logits[row]) for row, sampler in enumerate(samplers)]
 
 
 # Prompt positions scored per pass: bounds the float32 copy of the logits to this many rows.

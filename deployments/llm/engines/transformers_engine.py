@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from deployments.llm.engines.base import (
 )
 from deployments.llm.engines.kv_batch import KVBatch
 from deployments.llm.engines.lora import PeftAdapters
-from deployments.llm.engines.row_sampling import RowSampler, prompt_logprobs
+from deployments.llm.engines.row_sampling import RowSampler, prompt_logprobs, sample_rows
 from serve_app.config import LLMConfig
 
 _DTYPES = {"auto": "float32", "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
@@ -180,7 +180,7 @@ class TransformersEngine:
 
     async def _step_loop(self) -> None:
         while self._waiting or self._running:
-            self._drop_cancelled()
+            self._drop(lambda seq: seq.cancelled)
             admitted: list[_Sequence] = []
             while self._waiting and len(self._running) + len(admitted) < self._max_num_seqs:
                 seq = self._waiting.popleft()
@@ -198,9 +198,10 @@ class TransformersEngine:
             for seq, delta in events:
                 seq.outbox.put_nowait(delta)
 
-    def _drop_cancelled(self) -> None:
-        if any(seq.cancelled for seq in self._running):
-            rows = [row for row, seq in enumerate(self._running) if not seq.cancelled]
+    def _drop(self, gone: Callable[[_Sequence], bool]) -> None:
+        """Drop the running sequences that are `gone` (cancelled, finished), and their rows."""
+        if any(gone(seq) for seq in self._running):
+            rows = [row for row, seq in enumerate(self._running) if not gone(seq)]
             self._batch.keep(rows)
             self._running = [self._running[row] for row in rows]
 
@@ -211,46 +212,57 @@ class TransformersEngine:
         events: list[tuple[_Sequence, GenerationDelta]] = []
         # inference_mode is thread-local: it must be entered in the worker thread.
         with torch.inference_mode():
-            running = list(self._running)
-            if running:
-                logits = self._batch.decode([s.last_token for s in running], [s.settings.adapter for s in running])
-                for row, seq in enumerate(running):
-                    self._advance(seq, logits[row], events)
-            for seq in admitted:
-                self._admit(seq, events)
-        if any(seq.finished for seq in self._running):
-            rows = [row for row, seq in enumerate(self._running) if not seq.finished]
-            self._batch.keep(rows)
-            self._running = [self._running[row] for row in rows]
+            stepping, logits = list(self._running), []
+            if stepping:
+                logits.append(
+                    self._batch.decode([s.last_token for s in stepping], [s.settings.adapter for s in stepping])
+                )
+            joined, first_logits = self._prefill(admitted, events)
+            stepping, logits = stepping + joined, logits + first_logits
+            if stepping:
+                drawn = sample_rows([seq.sampler for seq in stepping], torch.cat(logits))
+                for seq, (token, logprob) in zip(stepping, drawn, strict=True):
+                    seq.last_token = token
+                    delta = seq.accept(token, logprob, self._eos_ids)
+                    if delta is not None:
+                        events.append((seq, delta))
+        self._drop(lambda seq: seq.finished)
         return events
 
-    def _admit(self, seq: _Sequence, events: list) -> None:
-        """Prefill a new sequence (scoring its prompt when asked) and sample its first token, unless it only
-        scores: that one gets no row in the batch, and without prompt_logprobs not even a forward pass."""
-        s = seq.settings
-        if s.max_tokens == 0:
-            if s.prompt_logprobs is not None:
+    def _prefill(self, admitted: list[_Sequence], events: list) -> tuple[list[_Sequence], list[Any]]:
+        """Give the admitted sequences their rows; return them in row order, and the logits [rows, vocab] for
+        their first tokens in as many pieces as there were passes.
+
+        The ones scoring their prompt are prefilled alone (their forward keeps every position's logits); the
+        others together, in one pass. A sequence that only scores (max_tokens 0) gets no row, and without
+        prompt_logprobs not even a forward pass.
+        """
+        joined, logits, together = [], [], []
+        for seq in admitted:
+            s = seq.settings
+            if s.prompt_logprobs is None:
+                if s.max_tokens == 0:
+                    events.append((seq, seq.finish_unsampled()))
+                else:
+                    together.append(seq)
+                continue
+            if s.max_tokens == 0:
                 seq.prompt_logprobs = prompt_logprobs(
                     self._batch.score(seq.prompt_ids, s.adapter), seq.prompt_ids, s.prompt_logprobs
                 )
-            events.append((seq, seq.finish_unsampled()))
-            return
-        if s.prompt_logprobs is None:
-            logits = self._batch.prefill(seq.prompt_ids, s.adapter)
-        else:
+                events.append((seq, seq.finish_unsampled()))
+                continue
             # The prefill computed every position's logits anyway: scoring the prompt costs no second pass.
-            every = self._batch.prefill(seq.prompt_ids, s.adapter, every_position=True)
+            every = self._batch.prefill_scored(seq.prompt_ids, s.adapter)
             seq.prompt_logprobs = prompt_logprobs(every, seq.prompt_ids, s.prompt_logprobs)
-            logits = every[-1].float()
-        self._running.append(seq)
-        self._advance(seq, logits, events)
-
-    def _advance(self, seq: _Sequence, logits: Any, events: list) -> None:
-        token, logprob = seq.sampler.sample(logits)
-        seq.last_token = token
-        delta = seq.accept(token, logprob, self._eos_ids)
-        if delta is not None:
-            events.append((seq, delta))
+            joined.append(seq)
+            logits.append(every[-1:].float())
+        if together:
+            prompts, adapters = [seq.prompt_ids for seq in together], [seq.settings.adapter for seq in together]
+            logits.append(self._batch.prefill(prompts, adapters))
+            joined += together
+        self._running += joined
+        return joined, logits
 
     def _grammar_matcher(self, spec: GrammarSpec) -> Any:
         import xgrammar
