@@ -18,10 +18,7 @@ constrained run's TPOT over the unconstrained one's at the same concurrency (tar
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -30,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.serving import serving  # noqa: E402
+from benchmarks.vllm_bench import VllmBench  # noqa: E402
 
 # At least 64 strings: no answer can close the object within the output length, so the constrained
 # answers run exactly as long as the unconstrained ones and the two TPOTs compare like with like
@@ -50,7 +48,7 @@ def main() -> None:
         REPO / config["applications"][0]["args"].get("model_store", "models") / llm["model"] / llm["version"]
     )
     with serving(args.config, args.base_url) as base_url:
-        bench = _Bench(base_url, llm["served_name"], tokenizer, args)
+        bench = VllmBench(base_url, llm["served_name"], tokenizer, args.input_len, args.output_len)
         # A warm-up: first requests pay lazy initialisation, and the schema's one compilation.
         bench.run(1, 2)
         bench.run(1, 2, GRAMMAR)
@@ -74,66 +72,6 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--prompts-at-1", type=int, default=12)
     parser.add_argument("--prompts-at-16", type=int, default=64)
     return parser.parse_args()
-
-
-class _Bench:
-    def __init__(self, base_url: str, model: str, tokenizer: str, args: argparse.Namespace):
-        self._base_url, self._model, self._tokenizer, self._args = base_url, model, tokenizer, args
-        self._dir = Path(tempfile.mkdtemp(prefix="llm-batching-"))
-        self._runs = 0
-
-    def run(self, concurrency: int, prompts: int, extra_body: dict | None = None) -> dict:
-        self._runs += 1
-        name = f"run{self._runs}.json"
-        command = [
-            str(Path(sys.executable).parent / "vllm"),
-            "bench",
-            "serve",
-            "--backend",
-            "openai-chat",
-            "--endpoint",
-            "/v1/chat/completions",
-            "--base-url",
-            self._base_url,
-            "--model",
-            self._model,
-            "--tokenizer",
-            self._tokenizer,
-            "--dataset-name",
-            "random",
-            "--random-input-len",
-            str(self._args.input_len),
-            "--random-output-len",
-            str(self._args.output_len),
-            "--num-prompts",
-            str(prompts),
-            "--max-concurrency",
-            str(concurrency),
-            "--ignore-eos",
-            "--temperature",
-            "1.0",
-            "--seed",
-            "0",
-            "--percentile-metrics",
-            "ttft,tpot,itl",
-            "--metric-percentiles",
-            "50,99",
-            "--disable-tqdm",
-            "--save-result",
-            "--result-dir",
-            str(self._dir),
-            "--result-filename",
-            name,
-        ]
-        if extra_body:
-            command += ["--extra-body", json.dumps(extra_body)]
-        label = f"concurrency {concurrency}{' + grammar' if extra_body else ''}"
-        print(f"vllm bench serve: {label}, {prompts} prompts ...", flush=True)
-        subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-        result = json.loads((self._dir / name).read_text())
-        if result.get("completed") != prompts:
-            raise SystemExit(f"{label}: only {result.get('completed')} of {prompts} requests succeeded")
-        return result
 
 
 def _report(alone: dict, batched: dict, constrained: dict, args: argparse.Namespace) -> None:
