@@ -37,8 +37,13 @@ DEFAULT_METRICS_PORT = 9464
 # A request's body crosses to the Ingress as one gRPC message, and media cross to the models the
 # same way: gRPC's default cap of 4 MiB would turn every upload above it into a 500. The ingress's
 # own limits (ingress.max_upload_bytes, 413 past them) are what bound a request.
+# Ray starts its workers at nice 15, below its own daemons and below whatever else the host runs: on
+# a shared host (a laptop, a node with a client or a sidecar beside Serve) the replicas then lose
+# every contest for a core. At nice 0 they share as equals; `benchmarks/serving_path.py`, 2 cores,
+# a streaming client beside the server: 1.25x the tokens/s of a lone chat stream.
 RAY_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_worker_niceness": "0",
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(2**31 - 1),
 }
