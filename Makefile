@@ -81,10 +81,12 @@ lock: | $(UV)
 	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --no-header --no-annotate --quiet -o requirements.lock
 
-# Each script starts configs/local.yaml (or a slim copy) itself and prints its ratios; about 12 minutes in all.
+# Each script starts configs/local.yaml (or a slim copy) itself and prints its ratios; about 20 minutes in all.
 bench: install models test-tools
+	$(PY) benchmarks/serving_path.py
 	$(PY) benchmarks/chat_latency.py
 	$(PY) benchmarks/llm_batching.py
+	$(PY) benchmarks/metrics_overhead.py
 	$(PY) benchmarks/vision_throughput.py
 	$(PY) benchmarks/video_rtf.py --seconds 120
 	$(PY) benchmarks/diarization.py --seconds 120 --rounds 5
