@@ -10,6 +10,7 @@ import asyncio
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ray import serve
 
@@ -108,10 +109,12 @@ class Detector(ModelDeployment):
     def stats(self) -> dict:
         return self._stats.snapshot()
 
-    async def detect(self, request: DetectionRequest | dict) -> DetectionResponse:
+    async def detect(self, request: DetectionRequest | dict, decoded: Any = None) -> DetectionResponse:
+        """`decoded`: the request's image as a PIL image, from a pipeline that decoded it for its own use
+        (crops, embeddings): the replica then does not decode it a second time."""
         request = parse_request(DetectionRequest, request)
         options = _Options(request.conf, request.iou, request.max_det, _class_ids(request.classes, self._names))
-        image = decode_image(request.image, self._limits)
+        image = decode_image(request.image, self._limits) if decoded is None else decoded
         detections, batch_size = await self._batch((image, options))
         return DetectionResponse(
             model=self.served_name,

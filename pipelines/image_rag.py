@@ -137,7 +137,7 @@ async def image_rag_events(
     # Detection and the whole-image embedding are independent: run them side by side, each timed
     # as its own stage (embed_ms: the whole image, plus the crops after detection).
     detect = handles.detector.detect.remote(
-        DetectionRequest(model=models.detector, image=raw, conf=request.conf, max_det=request.max_det)
+        DetectionRequest(model=models.detector, image=raw, conf=request.conf, max_det=request.max_det), image
     )
     whole = handles.embedder.embed_inputs.remote([image])
     (detected, timings.detect_ms), (whole_vectors, timings.embed_ms) = await asyncio.gather(

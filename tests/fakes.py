@@ -326,7 +326,7 @@ class FakeDetector:
     def card(self) -> ModelCard:
         return ModelCard(id=self.name, kind="detector", engine="fake", version="v1")
 
-    def detect(self, request: DetectionRequest) -> DetectionResponse:
+    def detect(self, request: DetectionRequest, decoded: Any = None) -> DetectionResponse:
         self.requests.append(request)
         return DetectionResponse(model=request.model, width=1, height=1, detections=[], batch_size=1)
 

@@ -23,7 +23,7 @@ from tests.images import png
 
 def _handles(llm: FakeHandle) -> RAGHandles:
     return RAGHandles(
-        detector=FakeHandle.of(detect=lambda _request: SimpleNamespace(detections=[])),
+        detector=FakeHandle.of(detect=lambda _request, _decoded: SimpleNamespace(detections=[])),
         embedder=FakeHandle.of(embed_inputs=lambda _images: [(np.zeros(4, dtype=np.float32), None)]),
         store=FakeHandle.of(search_vectors=lambda *_args, **_kwargs: [[]]),
         llm_stream=llm.options(stream=True),

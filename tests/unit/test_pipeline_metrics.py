@@ -39,7 +39,7 @@ def video_summary(asr: object | None = None) -> VideoSummaryPipeline:
 def image_rag(llm: FakeLLM | None = None) -> ImageRAG:
     models = ModelRegistry(
         {
-            "detector": {"d": FakeHandle.of(detect=lambda _request: SimpleNamespace(detections=[]))},
+            "detector": {"d": FakeHandle.of(detect=lambda _request, _decoded: SimpleNamespace(detections=[]))},
             "embedding": {
                 "e": FakeHandle.of(embed_inputs=lambda images: [(np.zeros(4, dtype=np.float32), 1) for _ in images])
             },
