@@ -88,6 +88,7 @@ bench: install models test-tools
 	$(PY) benchmarks/llm_batching.py
 	$(PY) benchmarks/metrics_overhead.py
 	$(PY) benchmarks/vision_throughput.py
+	$(PY) benchmarks/vision_bound.py
 	$(PY) benchmarks/video_rtf.py --seconds 120
 	$(PY) benchmarks/diarization.py --seconds 120 --rounds 5
 	$(PY) benchmarks/llm_variants.py
