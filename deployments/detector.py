@@ -151,7 +151,9 @@ class Detector(ModelDeployment):
             # Square letterboxing for every batch: a batch of one then pads exactly like a batch of many,
             # so batching never changes the boxes (rect padding depends on the batch's shapes).
             rect=False,
-            half=self._config.half and self.device != "cpu",
+            # ultralytics' `quantize`, not its deprecated `half`, which warns on every call (each
+            # health check too, flooding the replica's log and any driver that forwards it).
+            quantize=16 if self._config.half and self.device != "cpu" else None,
             device=self.device,
             verbose=False,
         )

@@ -30,7 +30,7 @@ logger = logging.getLogger("ray.serve")
 ERROR_TYPES = frozenset(cls.type for cls in STATUS)
 # Error envelopes are a few hundred bytes; a larger error body is not ours and not parsed.
 _MAX_ERROR_BODY = 16 * 1024
-# What Serve's proxy reports for a client that went away before the answer started.
+# What Serve reports for a client that went away before the answer started.
 CLIENT_CLOSED = 499
 
 

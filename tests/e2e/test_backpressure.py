@@ -115,7 +115,7 @@ def _ingress_one_at_a_time(app: dict) -> None:
     )
 
 
-async def test_saturated_ingress_is_refused_by_serves_proxy_with_503_and_retry_after(base_url):
+async def test_saturated_ingress_is_refused_before_the_app_with_503_and_retry_after(base_url):
     # Last in this module: it narrows the Ingress too (in place; the module's fixture restores both).
     serve_harness.deploy_beside(serve_harness.application("local.yaml", edit=_ingress_one_at_a_time))
     async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
@@ -124,7 +124,7 @@ async def test_saturated_ingress_is_refused_by_serves_proxy_with_503_and_retry_a
         assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
         for status, headers, body in replies:
             if status == 503:
-                # The proxy answers before any replica sees the request: Serve's plain-text body.
+                # Serve refuses in the Ingress replica before the app sees the request: its plain-text body.
                 assert headers["retry-after"] == str(INGRESS_RETRY_AFTER)
                 assert "backpressure" in body
             else:

@@ -6,7 +6,9 @@ dir) behind a fake handle, as the GatewayState deployment serves it.
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import openai
 import pytest
@@ -297,8 +299,6 @@ def test_without_a_gateway_the_key_routes_are_404(client):
 
 
 def test_the_keys_cli_drives_the_admin_routes(gw, monkeypatch, capsys):
-    import json
-
     import httpx
 
     from serve_app.__main__ import main
@@ -309,18 +309,25 @@ def test_the_keys_cli_drives_the_admin_routes(gw, monkeypatch, capsys):
 
     monkeypatch.setattr(httpx, "request", through_the_app)
     assert main(["keys", "generate", "--alias", "cli", "--rpm-limit", "2", "--models", LLM]) == 0
-    key = json.loads(capsys.readouterr().out)["key"]
+    key = printed(capsys)["key"]
     assert main(["keys", "update", key, "--tpm-limit", "99"]) == 0
-    assert json.loads(capsys.readouterr().out)["tpm_limit"] == 99
-    assert main(["keys", "block", key]) == 0 and json.loads(capsys.readouterr().out)["blocked"] is True
-    assert main(["keys", "list"]) == 0 and json.loads(capsys.readouterr().out)["total_count"] == 1
-    assert main(["keys", "info", key]) == 0 and json.loads(capsys.readouterr().out)["info"]["key_alias"] == "cli"
+    assert printed(capsys)["tpm_limit"] == 99
+    assert main(["keys", "block", key]) == 0 and printed(capsys)["blocked"] is True
+    assert main(["keys", "list"]) == 0 and printed(capsys)["total_count"] == 1
+    assert main(["keys", "info", key]) == 0 and printed(capsys)["info"]["key_alias"] == "cli"
     time.sleep(0.2)  # settled in the background
-    assert main(["keys", "usage", "--since-s", "60"]) == 0 and json.loads(capsys.readouterr().out)["data"]
+    assert main(["keys", "usage", "--since-s", "60"]) == 0 and printed(capsys)["data"]
     assert main(["keys", "delete", key]) == 0
     assert main(["keys", "info", key]) == 1 and "No such key" in capsys.readouterr().err
     monkeypatch.delenv("SERVE_MASTER_KEY")
     assert main(["keys", "list"]) == 1 and "SERVE_MASTER_KEY" in capsys.readouterr().err
+
+
+def printed(capsys) -> Any:
+    """The CLI's JSON on stdout. A Ray session another test started in this process forwards its
+    replicas' log lines to the same stdout at any moment: they are not the CLI's."""
+    lines = capsys.readouterr().out.splitlines()
+    return json.loads("\n".join(line for line in lines if not line.startswith(("\x1b[", "("))))
 
 
 def test_an_upload_for_a_model_outside_the_keys_models_is_403(gw, asr):

@@ -54,7 +54,7 @@ def p50_p99(metric: c.Metric, by: str, legend: str, *matchers: str) -> tuple[Tar
 
 
 ERRORS = 'status=~"5.."'  # server errors: what the error-ratio alert counts (4xx is the client's mistake)
-NOT_HEALTH_CHECKS = 'route!~"/-/.*"'  # Serve's proxy health routes (/-/healthz, /-/routes), as Ray's dashboards do
+NOT_HEALTH_CHECKS = 'route!~"/-/.*"'  # Serve's health routes (/-/healthz, /-/routes), as Ray's dashboards do
 INGRESS = f'deployment="{c.INGRESS_DEPLOYMENT}"'
 
 
