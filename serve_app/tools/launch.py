@@ -73,13 +73,25 @@ SIDE_PORTS = (
 )
 
 
+# "<pid> <names>": which process picked which side ports. A child that starts a Ray of its own (a
+# test's `serve_app run`, a benchmark's cluster) inherits them with the environment, while its parent's
+# Ray still holds them: it picks again. A port the operator set is never in the list.
+PICKED_PORTS_ENV = "SERVE_APP_PICKED_PORTS"
+
+
 def set_ray_environment() -> None:
     """RAY_ENVIRONMENT and free SIDE_PORTS into this process's environment, which Ray's processes
     inherit; an operator's own setting of any of them wins."""
     for name, value in RAY_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    for name in SIDE_PORTS:
-        os.environ.setdefault(name, str(free_port()))
+    owner, _, names = os.environ.get(PICKED_PORTS_ENV, "").partition(" ")
+    if owner == str(os.getpid()):
+        return
+    parents = set(names.split(",")) if owner else set()
+    picked = [name for name in SIDE_PORTS if name not in os.environ or name in parents]
+    for name in picked:
+        os.environ[name] = str(free_port())
+    os.environ[PICKED_PORTS_ENV] = f"{os.getpid()} {','.join(picked)}"
 
 
 def run(config_path: str, *, dashboard: bool = False) -> None:
