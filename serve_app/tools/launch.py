@@ -64,7 +64,9 @@ RAY_ENVIRONMENT = {
 # Serve's HAProxy ingress also listens on fixed side ports of its own (HAProxy's stats page and
 # Prometheus exporter, the fallback proxy's HTTP and gRPC): a second Ray on the same host (the tests
 # beside `make serve`, a benchmark's server) could not start its HAProxy on them. Unset, each Ray
-# started from here gets free ones; a pod's single Ray keeps Serve's defaults.
+# started from here (`serve_app run`, the image, tests, benchmarks) gets free ones; a Ray started
+# otherwise (KubeRay's `ray start`) keeps Serve's defaults. Nothing scrapes them: the app's and
+# HAProxy's request metrics go out through Ray's exporter on SERVE_METRICS_PORT.
 SIDE_PORTS = (
     "RAY_SERVE_HAPROXY_STATS_PORT",
     "RAY_SERVE_HAPROXY_METRICS_PORT",
