@@ -11,13 +11,14 @@ it reopens the same file: counters, reservations and the usage log are all there
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ray import serve
 
 from serve_app.gateway.sqlite import SQLiteState
-from serve_app.gateway.state import Admission, Demand, Settlement
+from serve_app.gateway.state import Admission, Claim, Demand, Settlement
 from serve_app.protocol import KeyInfo, UsageResponse
 
 STATE_FILE = Path("gateway") / "state.sqlite3"
@@ -30,8 +31,13 @@ class EmbeddedGatewayState:
     def __init__(self, data_dir: Path):
         self._state = SQLiteState(Path(data_dir) / STATE_FILE)
 
-    async def admit(self, demand: Demand) -> Admission:
-        return await self._state.admit(demand)
+    async def admit(self, demand: Demand, claims: Sequence[Claim] = (), returned: Sequence[str] = ()) -> Admission:
+        return await self._state.admit(demand, claims, returned)
+
+    async def reconcile(
+        self, claims: Sequence[Claim], settlements: Sequence[Settlement], returned: Sequence[str]
+    ) -> None:
+        await self._state.reconcile(claims, settlements, returned)
 
     async def settle(self, settlement: Settlement) -> None:
         await self._state.settle(settlement)

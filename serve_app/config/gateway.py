@@ -59,6 +59,13 @@ class GatewayConfig(_Strict):
     default_max_tokens: int = Field(
         default=1024, ge=1, description="Tokens reserved for a completion that names no max_tokens."
     )
+    lease_s: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=10.0,
+        description="embedded state: how long an ingress replica may admit from a slice of a key's minute on its "
+        "own; a key blocked or changed through another replica is seen within this. 0: every request asks the state.",
+    )
     reservation_ttl_s: float = Field(
         default=600.0, gt=0.0, description="A reservation never settled (its ingress died) stops counting after this."
     )

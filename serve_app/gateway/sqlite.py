@@ -11,11 +11,24 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from serve_app.gateway.keys import iso
-from serve_app.gateway.state import Admission, Counters, Demand, KeyExists, Settlement, decide, window_of
+from serve_app.gateway.state import (
+    Admission,
+    Claim,
+    Counters,
+    Demand,
+    Grant,
+    KeyExists,
+    Settlement,
+    decide,
+    lease_size,
+    window_of,
+    window_reset_s,
+)
 from serve_app.protocol import KeyInfo, UsageEntry, UsageResponse, UsageTotals
 
 # Stored key fields (besides token, key_name, created_at and the spend counters); JSON ones are marked.
@@ -67,6 +80,11 @@ CREATE TABLE IF NOT EXISTS reservations (
     id TEXT PRIMARY KEY, token TEXT NOT NULL, window INTEGER NOT NULL, tokens INTEGER NOT NULL, expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reservations_by_token ON reservations (token, expires_at);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY, token TEXT NOT NULL, window INTEGER NOT NULL, requests INTEGER NOT NULL, tokens INTEGER,
+    claimed INTEGER NOT NULL DEFAULT 0, expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_by_token ON leases (token, window);
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, token TEXT NOT NULL, key_alias TEXT,
     route TEXT NOT NULL, model TEXT, variant TEXT, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
@@ -161,7 +179,10 @@ class SQLiteState:
         row = self._one("SELECT * FROM keys WHERE token = ?", (token,))
         return None if row is None else decode_key(row)
 
-    async def admit(self, demand: Demand) -> Admission:
+    async def admit(self, demand: Demand, claims: Sequence[Claim] = (), returned: Sequence[str] = ()) -> Admission:
+        """Admit one request (and lease a slice when it asks); an ingress's claims and returns count first."""
+        if claims or returned:
+            self._reconcile(claims, returned)
         key = self._key(demand.token)
         if key is None:
             return decide(None, demand, None)
@@ -184,19 +205,86 @@ class SQLiteState:
             images=key["images"],
         )
         admission = decide(key, demand, counters)
-        if admission.admitted:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+        if not admission.admitted:
+            if admission.outcome in ("requests", "tokens"):
+                admission.leased_until = self._leased_until(demand.token, window, demand.now)
+            return admission
+        size = lease_size(key, demand, counters) if demand.lease else None
+        requests, tokens = size or (0, 0)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO windows VALUES (?, ?, ?, ?) ON CONFLICT (token, window) "
+                "DO UPDATE SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens",
+                (demand.token, window, 1 + requests, demand.tokens + (tokens or 0)),
+            )
+            self._db.execute(
+                "INSERT INTO reservations VALUES (?, ?, ?, ?, ?)",
+                (demand.reservation, demand.token, window, demand.tokens, demand.now + demand.reservation_ttl_s),
+            )
+            if size is not None and demand.lease is not None:
+                # A lease ends with its minute, and before the key does.
+                ends = min(demand.now + demand.lease_ttl_s, demand.now + window_reset_s(demand.now))
+                if key.get("expires") is not None:
+                    ends = min(ends, key["expires"])
                 self._db.execute(
-                    "INSERT INTO windows VALUES (?, ?, 1, ?) ON CONFLICT (token, window) "
-                    "DO UPDATE SET requests = requests + 1, tokens = tokens + excluded.tokens",
-                    (demand.token, window, demand.tokens),
+                    "INSERT INTO leases VALUES (?, ?, ?, ?, ?, 0, ?)",
+                    (demand.lease, demand.token, window, requests, tokens, ends),
                 )
-                self._db.execute(
-                    "INSERT INTO reservations VALUES (?, ?, ?, ?, ?)",
-                    (demand.reservation, demand.token, window, demand.tokens, demand.now + demand.reservation_ttl_s),
-                )
+                admission.lease = Grant(demand.lease, requests, tokens, ends)
         return admission
+
+    def _leased_until(self, token: str, window: int, now: float) -> float | None:
+        row = self._one(
+            "SELECT MAX(expires_at) AS until FROM leases WHERE token = ? AND window = ? AND expires_at > ? "
+            "AND requests > 0",
+            (token, window, now),
+        )
+        return None if row is None else row["until"]
+
+    def _reconcile(self, claims: Sequence[Claim], returned: Sequence[str]) -> None:
+        """What an ingress spent from its leases becomes reservations; what it gives back leaves the window.
+
+        Idempotent (an ingress resends what it has not seen acknowledged): a claim counts once, by its
+        sequence number in its lease, and not at all once the lease is back (the return carried it).
+        """
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for claim in claims:
+                lease = self._one("SELECT window, tokens, claimed FROM leases WHERE id = ?", (claim.lease,))
+                if lease is None or claim.seq <= lease["claimed"]:
+                    continue
+                if lease["tokens"] is None:  # no token limit, so none leased: the window learns the claim's now
+                    self._db.execute(
+                        "UPDATE windows SET tokens = tokens + ? WHERE token = ? AND window = ?",
+                        (claim.tokens, claim.token, lease["window"]),
+                    )
+                self._db.execute(
+                    "INSERT OR IGNORE INTO reservations VALUES (?, ?, ?, ?, ?)",
+                    (claim.reservation, claim.token, lease["window"], claim.tokens, claim.expires_at),
+                )
+                self._db.execute(
+                    "UPDATE leases SET requests = requests - 1, tokens = tokens - ?, claimed = ? WHERE id = ?",
+                    (claim.tokens, claim.seq, claim.lease),
+                )
+            for lease_id in returned:
+                lease = self._one("SELECT * FROM leases WHERE id = ?", (lease_id,))
+                if lease is None:
+                    continue
+                self._db.execute(
+                    "UPDATE windows SET requests = MAX(0, requests - ?), tokens = MAX(0, tokens - ?) "
+                    "WHERE token = ? AND window = ?",
+                    (max(lease["requests"], 0), max(lease["tokens"] or 0, 0), lease["token"], lease["window"]),
+                )
+                self._db.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+
+    async def reconcile(
+        self, claims: Sequence[Claim], settlements: Sequence[Settlement], returned: Sequence[str]
+    ) -> None:
+        """One ingress's flush: its claims, then its settlements, then the leases it gives back."""
+        self._reconcile(claims, ())
+        await self.settle_many(list(settlements))
+        self._reconcile((), returned)
 
     async def settle(self, s: Settlement) -> None:
         with self._db:
@@ -219,6 +307,7 @@ class SQLiteState:
             self._db.execute(f"INSERT INTO usage ({', '.join(USAGE_FIELDS)}) VALUES ({placeholders})", usage_values(s))
             # Old windows and long-dead reservations are of no use to any limit.
             self._db.execute("DELETE FROM windows WHERE window < ?", (window_of(s.ended_at) - 1,))
+            self._db.execute("DELETE FROM leases WHERE window < ?", (window_of(s.ended_at) - 1,))
 
     async def settle_many(self, settlements: list[Settlement]) -> None:
         for settlement in settlements:

@@ -12,6 +12,13 @@ number of ingress replicas; an atomic Lua script admits). Both count the same wa
 - a budget refuses once what is spent plus what is reserved reaches it, so concurrent requests
   cannot overshoot it by more than one answer.
 Settling is idempotent by reservation id, so an ingress may retry it after the state restarted.
+
+A backend may also *lease* (the embedded one does, serve_app.gateway.leases): an admission that
+leaves plenty of a key's minute asks for a slice of what remains, counted in the window at once,
+which the asking ingress replica then spends on its own without a call per request. It reports
+what it spent (claims, which become ordinary reservations) and gives the rest back when the lease
+ends, so the window never holds more than the limit; a refusal while other replicas still hold
+slices says when they end (`leased_until`), and the ingress asks once more then.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from serve_app.errors import InvalidRequest
 from serve_app.protocol import KeyInfo, UsageResponse
 
 WINDOW_S = 60
+LEASE_SHARE = 4  # a lease takes at most this fraction (1/4) of what the key's minute has left
+LEASE_MAX_REQUESTS = 256
+# Limits a lease cannot carry: in-flight requests and spend are judged where they are counted, per request.
+UNLEASABLE = ("max_parallel_requests", "max_budget", "max_audio_seconds", "max_images")
 
 Outcome = Literal["admitted", "unknown", "blocked", "expired", "model", "requests", "tokens", "parallel", "quota"]
 
@@ -38,6 +49,30 @@ class Demand:
     now: float
     reservation: str
     reservation_ttl_s: float
+    lease: str | None = None  # asks the backend for a slice of the key's minute under this id
+    lease_ttl_s: float = 0.0
+
+
+@dataclass
+class Grant:
+    """A slice of a key's minute leased to one ingress replica, beyond the request that asked for it."""
+
+    id: str
+    requests: int
+    tokens: int | None  # None: the key has no token limit
+    expires_at: float
+
+
+@dataclass
+class Claim:
+    """One request an ingress admitted from its lease (`seq` counts them per lease, from 1)."""
+
+    lease: str
+    seq: int
+    token: str
+    reservation: str
+    tokens: int
+    expires_at: float
 
 
 @dataclass
@@ -59,6 +94,8 @@ class Admission:
     models: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     retry_after_s: float | None = None
+    lease: Grant | None = None
+    leased_until: float | None = None  # refused, but slices held elsewhere come back by then
 
     @property
     def admitted(self) -> bool:
@@ -196,3 +233,21 @@ def _budget_spent(key: dict[str, Any], counters: Counters, demand: Demand) -> bo
         or (audio is not None and counters.audio_seconds >= audio)
         or (images is not None and demand.images > 0 and counters.images + demand.images > images)
     )
+
+
+def lease_size(key: dict[str, Any], demand: Demand, counters: Counters) -> tuple[int, int | None] | None:
+    """Requests and tokens (None: no token limit) to lease beyond an admitted demand; None: count each request.
+
+    At most a quarter of what is left, so as the minute fills the slices shrink and the last requests
+    are admitted one by one where they are counted: never more than the limit, and little held back.
+    """
+    if any(key.get(name) is not None for name in UNLEASABLE):
+        return None
+    rpm, tpm = key.get("rpm_limit"), key.get("tpm_limit")
+    requests = LEASE_MAX_REQUESTS
+    if rpm is not None:
+        requests = min(requests, (rpm - counters.requests - 1) // LEASE_SHARE)
+    tokens = None if tpm is None else (tpm - counters.tokens - demand.tokens) // LEASE_SHARE
+    if requests < 1 or (tokens is not None and tokens < max(demand.tokens, 1)):
+        return None
+    return requests, tokens

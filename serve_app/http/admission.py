@@ -126,7 +126,7 @@ async def admit(request: Request, *, model: str | None = None, tokens: int = 0, 
         reservation=uuid.uuid4().hex,
         reservation_ttl_s=gateway.config.reservation_ttl_s,
     )
-    caller.admission = await gateway.state("admit", demand)
+    caller.admission = await gateway.admit(demand)
     error = refusal(caller.admission)
     if error is not None:
         raise error

@@ -114,6 +114,14 @@ def test_blocked_and_expired_keys_are_401_and_unblocking_restores(gw):
     assert_envelope(gw.post("/v1/chat/completions", json=CHAT, headers=bearer(expired)), 401)
 
 
+def test_a_key_blocked_while_this_replica_holds_its_lease_is_refused_at_once(gw):
+    key = generate(gw)  # no limits: its first request leases a slice of its minute
+    for _ in range(2):
+        assert gw.post("/v1/chat/completions", json=CHAT, headers=bearer(key)).status_code == 200
+    gw.post("/key/block", json={"key": key}, headers=ADMIN)
+    assert_envelope(gw.post("/v1/chat/completions", json=CHAT, headers=bearer(key)), 401)
+
+
 def test_a_model_outside_the_keys_models_is_403(gw, llm):
     key = generate(gw, models=["some-other-model"])
     assert_envelope(gw.post("/v1/chat/completions", json=CHAT, headers=bearer(key)), 403, param="model")

@@ -92,7 +92,9 @@ class KeyRoutes(Backends):
         return await self._update(gateway, body.key, {"blocked": False})
 
     async def _update(self, gateway: Gateway, key: str, fields: dict[str, Any]) -> KeyInfo:
-        info = await gateway.state("update_key", keys.token_of(key), fields)
+        token = keys.token_of(key)
+        info = await gateway.state("update_key", token, fields)
+        gateway.forget(token)
         if info is None:
             raise NotFound("No such key.", param="key", code="key_not_found")
         return info
@@ -101,7 +103,9 @@ class KeyRoutes(Backends):
     async def key_delete(self, body: KeyDeleteRequest) -> KeysDeleted:
         gateway, _ = self._caller(admin=True)
         tokens = [keys.token_of(k) for k in body.keys]
-        return KeysDeleted(deleted_keys=await gateway.state("delete_keys", tokens, body.key_aliases))
+        deleted = await gateway.state("delete_keys", tokens, body.key_aliases)
+        gateway.forget(*deleted)
+        return KeysDeleted(deleted_keys=deleted)
 
     @get("/key/list", response_model=KeyList, dependencies=AUTHENTICATED)
     async def key_list(self, return_full_object: bool = False, key_alias: str | None = None) -> KeyList:
