@@ -34,6 +34,7 @@ from serve_app.http.routing import get
 from serve_app.http.traffic import TrafficTable
 from serve_app.protocol import AliasTargetCard, ModelCard, ModelList
 
+STATUS_LOOK_S = 0.5  # while /ready's probes wait, Serve's statuses are read again this often
 DeploymentStatuses = Callable[[], dict[str, str]]  # deployment name -> its Serve status (HEALTHY, ...)
 
 
@@ -179,16 +180,40 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
             return ModelCard(id=name, kind=kind, engine="unavailable", version="unknown")
 
     async def _readiness_problems(self) -> list[str]:
-        statuses = await asyncio.to_thread(self._statuses)
-        problems = [f"deployment {name}: {status}" for name, status in statuses.items() if status != "HEALTHY"]
-        for _, name, handle in self._served():
-            if name in self._models.adapters:
-                continue  # its base's probe covers it; probing would load the adapter
-            try:
-                await self._probe(handle)
-            except Exception as exc:
-                problems.append(f"model {name} ({handle.deployment_name}): {type(exc).__name__}")
-        return problems
+        """Every deployment not HEALTHY at any moment of the check, and every model that did not answer.
+
+        Serve's statuses are read again while the probes wait: a replica that fails its health check
+        is replaced, and a probe may wait for the new one (up to `probe_timeout_s`), which answers.
+        Read once at the start, that outage would pass as ready.
+        """
+        unhealthy: dict[str, str] = {}
+
+        def look() -> None:
+            for name, status in self._statuses().items():
+                if status != "HEALTHY":
+                    unhealthy.setdefault(name, status)
+
+        probing = asyncio.ensure_future(self._probe_problems())
+        try:
+            while True:
+                await asyncio.to_thread(look)
+                done, _ = await asyncio.wait([probing], timeout=STATUS_LOOK_S)
+                if done:
+                    break
+        finally:
+            probing.cancel()  # a no-op once done; otherwise Serve's status could not be read
+        problems = [f"deployment {name}: {status}" for name, status in unhealthy.items()]
+        return problems + probing.result()
+
+    async def _probe_problems(self) -> list[str]:
+        # An adapter is covered by its base's probe (probing it would load it).
+        served = [(name, handle) for _, name, handle in self._served() if name not in self._models.adapters]
+        answers = await asyncio.gather(*(self._probe(handle) for _, handle in served), return_exceptions=True)
+        return [
+            f"model {name} ({handle.deployment_name}): {type(answer).__name__}"
+            for (name, handle), answer in zip(served, answers, strict=True)
+            if isinstance(answer, BaseException)
+        ]
 
 
 Ingress = serve.deployment(name="Ingress")(serve.ingress()(APIIngress))

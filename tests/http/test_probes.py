@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from serve_app.errors import ServiceUnavailable
+from serve_app.protocol import ModelCard
 from tests.fakes import FakeHandle
 from tests.http.support import ASR, DETECTOR, LLM
 
@@ -30,6 +31,24 @@ def test_not_ready_names_an_unhealthy_deployment_and_a_model_that_does_not_answe
         "status": "not_ready",
         "problems": ["deployment ASR: UPDATING", f"model {DETECTOR} (Detector): RayTaskError(ServiceUnavailable)"],
     }
+
+
+def test_not_ready_when_a_deployment_fails_while_its_probe_waits_for_the_replacement(serve_ingress, backends):
+    """The Detector's replica fails its health check and is replaced while /ready's probe waits: the new
+    replica answers the probe, but the outage in between is seen in Serve's status, read again meanwhile."""
+    seen = iter(["HEALTHY", "UNHEALTHY", "UPDATING"])
+
+    async def card_from_the_new_replica():
+        await asyncio.sleep(1.2)
+        return ModelCard(id=DETECTOR, kind="detector", engine="fake", version="v1")
+
+    models = {**backends["models"], "detector": {DETECTOR: FakeHandle.of("Detector", card=card_from_the_new_replica)}}
+    client = serve_ingress(models)
+    statuses = dict(client.replica._statuses())
+    client.replica._statuses = lambda: statuses | {"Detector": next(seen, "HEALTHY")}
+    reply = client.get("/ready")
+    assert reply.status_code == 503
+    assert reply.json()["problems"] == ["deployment Detector: UNHEALTHY"]
 
 
 def test_models_lists_every_served_id_aliases_included_and_a_silent_one_as_unavailable(serve_ingress, backends):

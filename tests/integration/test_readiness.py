@@ -34,10 +34,20 @@ def readiness_app(local_app):
         yield local_app
 
 
+def _detector_replicas() -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#Detector#" in a["name"]]
+
+
 def _detector_replica() -> str:
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#Detector#" in a["name"]]
+    names = _detector_replicas()
     assert len(names) == 1, names
     return names[0]
+
+
+def _replaced(broken: str) -> bool:
+    """One Detector replica again, not the broken one (while it stops, both are listed)."""
+    names = _detector_replicas()
+    return len(names) == 1 and names[0] != broken
 
 
 def _unload_model(replica_actor) -> None:
@@ -71,7 +81,7 @@ def test_a_broken_model_turns_ready_false_and_its_replica_is_replaced(readiness_
     problems = _wait_for(not_ready, 60, "/ready answering 503 after the Detector's model broke")
     assert any("Detector" in p for p in problems), problems
 
-    _wait_for(lambda: _detector_replica() != broken, 120, "a new Detector replica")
+    _wait_for(lambda: _replaced(broken), 120, "a new Detector replica")
     _wait_for(lambda: client.get("/ready").status_code == 200, 120, "/ready answering 200 again")
     assert serve.status().applications[APP].deployments["Detector"].status == "HEALTHY"
     assert client.post("/v1/detections", json=detect).status_code == 200
