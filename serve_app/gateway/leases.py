@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from serve_app.gateway.state import Admission, Claim, Demand, Grant, Window, window_of, window_reset_s
+from serve_app.gateway.state import Admission, Claim, Demand, Grant, Window, window_reset_s
 
 # A lease is not spent in its last moments: replicas refused meanwhile wait for its end, then ask again.
 END_MARGIN_S = 0.05
@@ -29,9 +29,7 @@ UNLEASED_S = 1.0  # a key the state would not lease is not waited on (single-fli
 
 @dataclass
 class Lease:
-    token: str
-    window: int
-    grant: Grant
+    grant: Grant  # it ends by its minute's end (the state's rule), so it never spans two windows
     admission: Admission  # the state's answer to the request that asked: the key's fields and its window
     spent_requests: int = 0
     spent_tokens: int = 0
@@ -41,7 +39,6 @@ class Lease:
         models = self.admission.models
         return (
             demand.now < self.grant.expires_at - END_MARGIN_S
-            and window_of(demand.now) == self.window
             and self.spent_requests < self.grant.requests
             and (self.grant.tokens is None or self.spent_tokens + demand.tokens <= self.grant.tokens)
             and (demand.model is None or not models or demand.model in models)
@@ -118,7 +115,7 @@ class LeaseBook:
         self._unleased.pop(demand.token, None)
         self.end(demand.token)
         plain = dataclasses.replace(admission, lease=None)
-        self._live[demand.token] = Lease(demand.token, window_of(demand.now), admission.lease, plain)
+        self._live[demand.token] = Lease(admission.lease, plain)
 
     def end(self, *tokens: str) -> None:
         for token in tokens:

@@ -240,7 +240,8 @@ class SQLiteState:
             "AND requests > 0",
             (token, window, now),
         )
-        return None if row is None else row["until"]
+        assert row is not None  # an aggregate always has its one row (NULL: no lease out)
+        return row["until"]
 
     def _reconcile(self, claims: Sequence[Claim], returned: Sequence[str]) -> None:
         """What an ingress spent from its leases becomes reservations; what it gives back leaves the window.
