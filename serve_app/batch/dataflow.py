@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,15 +42,28 @@ class _Row:
 _APPS: dict[str, Any] = {}  # app name -> its handle, made once per worker process
 
 
-def warm_up(app_name: str) -> None:
-    """One empty block through a task, at the runner's start: the runner's Ray Data executor and a
+def warm_up(app_name: str, look_s: float = 2.0, patience_s: float = 300.0) -> None:
+    """One empty block through a task, once the app is RUNNING: the runner's Ray Data executor and a
     worker with this module imported and the app's handle made (seconds, cold) are then ready for
-    the first batch, which would otherwise wait for them. Blocking."""
+    the first batch, which would otherwise wait for them. Not before: Ray Data's actors and the
+    worker would take CPU from the replicas still loading, and the app's start is what users wait
+    on. Blocking."""
+    from ray import serve
+
+    waited = 0.0
+    while waited < patience_s and not _app_running(serve, app_name):
+        time.sleep(look_s)
+        waited += look_s
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
     dataset = ray.data.from_items([{"idx": 0}])
     dataset.map_batches(_make_handle, fn_kwargs={"app_name": app_name}, num_cpus=0).materialize()
+
+
+def _app_running(serve: Any, app_name: str) -> bool:
+    app = serve.status().applications.get(app_name)
+    return app is not None and app.status == "RUNNING"  # ApplicationStatus is a str enum
 
 
 def _make_handle(batch: dict[str, Any], app_name: str) -> dict[str, Any]:

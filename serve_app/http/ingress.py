@@ -182,9 +182,12 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
     async def _readiness_problems(self) -> list[str]:
         """Every deployment not HEALTHY at any moment of the check, and every model that did not answer.
 
-        Serve's statuses are read again while the probes wait: a replica that fails its health check
-        is replaced, and a probe may wait for the new one (up to `probe_timeout_s`), which answers.
-        Read once at the start, that outage would pass as ready.
+        A deployment not HEALTHY at the start is the answer at once, without probing: while the app
+        starts, every poller's check would otherwise wait on replicas still loading and read Serve's
+        statuses all the while, CPU the loading replicas need. Serve's statuses are read again while
+        the probes wait: a replica that fails its health check is replaced, and a probe may wait for
+        the new one (up to `probe_timeout_s`), which answers. Read once at the start, that outage would
+        pass as ready.
         """
         unhealthy: dict[str, str] = {}
 
@@ -193,13 +196,13 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
                 if status != "HEALTHY":
                     unhealthy.setdefault(name, status)
 
+        await asyncio.to_thread(look)
+        if unhealthy:
+            return [f"deployment {name}: {status}" for name, status in unhealthy.items()]
         probing = asyncio.ensure_future(self._probe_problems())
         try:
-            while True:
+            while not (await asyncio.wait([probing], timeout=STATUS_LOOK_S))[0]:
                 await asyncio.to_thread(look)
-                done, _ = await asyncio.wait([probing], timeout=STATUS_LOOK_S)
-                if done:
-                    break
         finally:
             probing.cancel()  # a no-op once done; otherwise Serve's status could not be read
         problems = [f"deployment {name}: {status}" for name, status in unhealthy.items()]

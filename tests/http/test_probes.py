@@ -20,17 +20,31 @@ def test_ready_when_every_deployment_is_healthy_and_answers(client):
     assert (reply.status_code, reply.json()) == (200, {"status": "ready"})
 
 
-def test_not_ready_names_an_unhealthy_deployment_and_a_model_that_does_not_answer(serve_ingress, backends):
+def test_not_ready_names_a_model_that_does_not_answer(serve_ingress, backends):
     def card():
         raise ServiceUnavailable("loading")
 
     models = {**backends["models"], "detector": {DETECTOR: FakeHandle.of("Detector", card=card)}}
-    reply = serve_ingress(models, unhealthy={"ASR": "UPDATING"}).get("/ready")
+    reply = serve_ingress(models).get("/ready")
     assert reply.status_code == 503
     assert reply.json() == {
         "status": "not_ready",
-        "problems": ["deployment ASR: UPDATING", f"model {DETECTOR} (Detector): RayTaskError(ServiceUnavailable)"],
+        "problems": [f"model {DETECTOR} (Detector): RayTaskError(ServiceUnavailable)"],
     }
+
+
+def test_not_ready_at_once_while_a_deployment_is_not_healthy_no_model_asked(serve_ingress, backends):
+    """While the app starts, pollers' checks must not wait on replicas still loading (CPU they need)."""
+    asked = []
+
+    def card():
+        asked.append("detector")
+        return ModelCard(id=DETECTOR, kind="detector", engine="fake", version="v1")
+
+    models = {**backends["models"], "detector": {DETECTOR: FakeHandle.of("Detector", card=card)}}
+    reply = serve_ingress(models, unhealthy={"ASR": "UPDATING"}).get("/ready")
+    assert (reply.status_code, reply.json()) == (503, {"status": "not_ready", "problems": ["deployment ASR: UPDATING"]})
+    assert asked == []
 
 
 def test_not_ready_when_a_deployment_fails_while_its_probe_waits_for_the_replacement(serve_ingress, backends):
