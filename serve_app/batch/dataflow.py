@@ -24,6 +24,7 @@ from typing import Any
 
 from serve_app.batch.lines import PendingLine, answered
 from serve_app.batch.store import LineResult
+from serve_app.common.serve_status import app_status
 from serve_app.config import BatchConfig
 from serve_app.errors import as_api_error
 from serve_app.protocol import COLLECTION_ITEMS, MEDIA_BATCH_ENDPOINTS
@@ -48,10 +49,8 @@ def warm_up(app_name: str, look_s: float = 2.0, patience_s: float = 300.0) -> No
     the first batch, which would otherwise wait for them. Not before: Ray Data's actors and the
     worker would take CPU from the replicas still loading, and the app's start is what users wait
     on. Blocking."""
-    from ray import serve
-
     waited = 0.0
-    while waited < patience_s and not _app_running(serve, app_name):
+    while waited < patience_s and app_status(app_name).status != "RUNNING":
         time.sleep(look_s)
         waited += look_s
     import ray.data
@@ -59,11 +58,6 @@ def warm_up(app_name: str, look_s: float = 2.0, patience_s: float = 300.0) -> No
     ray.data.DataContext.get_current().enable_progress_bars = False
     dataset = ray.data.from_items([{"idx": 0}])
     dataset.map_batches(_make_handle, fn_kwargs={"app_name": app_name}, num_cpus=0).materialize()
-
-
-def _app_running(serve: Any, app_name: str) -> bool:
-    app = serve.status().applications.get(app_name)
-    return app is not None and app.status == "RUNNING"  # ApplicationStatus is a str enum
 
 
 def _make_handle(batch: dict[str, Any], app_name: str) -> dict[str, Any]:

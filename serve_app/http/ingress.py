@@ -17,6 +17,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.common.model_registry import ModelRegistry
+from serve_app.common.serve_status import app_status
 from serve_app.config import BatchConfig, ConfigError, GatewayConfig, IngressConfig
 from serve_app.gateway.service import connect_gateway
 from serve_app.http.app import AUTHENTICATED, make_api
@@ -41,10 +42,10 @@ DeploymentStatuses = Callable[[], dict[str, str]]  # deployment name -> its Serv
 def serve_statuses() -> dict[str, str]:
     """What Serve reports of this replica's application's deployments."""
     app_name = serve.get_replica_context().app_name
-    app = serve.status().applications.get(app_name)
-    if app is None:
+    app = app_status(app_name)
+    if app.status == "NOT_STARTED" and not app.deployments:
         return {f"application {app_name}": "NOT_FOUND"}
-    return {name: status.status for name, status in app.deployments.items()}
+    return app.deployments
 
 
 class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRoutes, BatchRoutes, ConsoleRoutes):
