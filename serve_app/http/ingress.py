@@ -198,16 +198,16 @@ class APIIngress(LLMRoutes, SpeechRoutes, VisionRoutes, KnowledgeRoutes, KeyRout
                     unhealthy.setdefault(name, status)
 
         await asyncio.to_thread(look)
-        if unhealthy:
-            return [f"deployment {name}: {status}" for name, status in unhealthy.items()]
-        probing = asyncio.ensure_future(self._probe_problems())
-        try:
-            while not (await asyncio.wait([probing], timeout=STATUS_LOOK_S))[0]:
-                await asyncio.to_thread(look)
-        finally:
-            probing.cancel()  # a no-op once done; otherwise Serve's status could not be read
-        problems = [f"deployment {name}: {status}" for name, status in unhealthy.items()]
-        return problems + probing.result()
+        silent: list[str] = []
+        if not unhealthy:
+            probing = asyncio.ensure_future(self._probe_problems())
+            try:
+                while not (await asyncio.wait([probing], timeout=STATUS_LOOK_S))[0]:
+                    await asyncio.to_thread(look)
+            finally:
+                probing.cancel()  # a no-op once done; otherwise Serve's status could not be read
+            silent = probing.result()
+        return [f"deployment {name}: {status}" for name, status in unhealthy.items()] + silent
 
     async def _probe_problems(self) -> list[str]:
         # An adapter is covered by its base's probe (probing it would load it).
